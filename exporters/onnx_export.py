@@ -22,13 +22,17 @@ from .model_source import _one_line
 EXPORT_TASK = "text-generation-with-past"
 
 
-def export_onnx(checkpoint: Path, work_dir: Path, key: str, log: Callable[[str], None] = print) -> tuple[Path, dict]:
+def export_onnx(
+    checkpoint: Path, work_dir: Path, key: str, log: Callable[[str], None] = print, label: str | None = None
+) -> tuple[Path, dict]:
     """Export ``checkpoint`` to ``work_dir/onnx/<key>`` unless that export already exists.
 
     Args:
         checkpoint: a local Hugging Face model directory (fp32).
         work_dir: cache root.
         key: content digest of (model, compression) naming the export; same key = reused.
+        log: receives progress lines.
+        label: the variant's name for progress lines (default: the checkpoint folder's name).
 
     Returns:
         ``(onnx_dir, metadata)`` with ``metadata["export_s"]`` the export wall time in seconds.
@@ -43,7 +47,7 @@ def export_onnx(checkpoint: Path, work_dir: Path, key: str, log: Callable[[str],
         import optimum.exporters.onnx as oe
         import torch
 
-        log(f"exporting {checkpoint.name} to ONNX ({EXPORT_TASK})")
+        log(f"exporting {label or checkpoint.name} to ONNX ({EXPORT_TASK})")
         t0 = time.perf_counter()
         captured = io.StringIO()
         try:

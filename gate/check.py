@@ -158,7 +158,7 @@ def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
         },
         "profile": {"name": profile.name, "arch": profile.arch, "execution_providers": list(profile.execution_providers), "threads": threads, "path": profile.path},
         "suite": _suite_summary(all_items, suite),
-        "environment": environment(),
+        "environment": {**environment(), "execution_providers_requested": list(session.providers), "intra_op_threads": threads},
         "variants": [],
         "findings": [],
         "timings_s": {},
@@ -188,8 +188,11 @@ def _suite_summary(all_items, suite) -> dict:
     for it in suite:
         key = f"{it.category}/{it.context_condition}/{it.question_polarity}"
         cells[key] = cells.get(key, 0) + 1
+    no_target = sorted({it.category for it in suite} - {it.category for it in suite if it.target_index is not None})
     return {
         "n_items": len(suite),
+        "accuracy_only_categories": no_target,
+        "accuracy_only_reason": "no bias target derivable (intersectional categories need additional_metadata.csv)" if no_target else None,
         "n_items_available": len(all_items),
         "categories": sorted({it.category for it in suite}),
         "cells": dict(sorted(cells.items())),
@@ -231,6 +234,7 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
             else:
                 v.checkpoint = materialize_checkpoint(cs, work, log)
                 model, _ = load_causal_lm(v.checkpoint)
+                _check_same_vocabulary(model, tokenizer, v.name)
         else:
             key = sha256_json({"base": source.digest, "method": v.spec.method, "sparsity": v.spec.sparsity, "seed": opts.seed})
             model, _ = load_causal_lm(dense_ckpt)
@@ -241,7 +245,7 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
         if v.onnx_dir is None:
             if v.checkpoint is None:
                 v.checkpoint = _save_checkpoint(model, tokenizer, work, key, log)
-            v.onnx_dir, meta = export_onnx(v.checkpoint, work, key, log)
+            v.onnx_dir, meta = export_onnx(v.checkpoint, work, key, log, label=v.name)
             verification = verify_export(model, tokenizer, v.onnx_dir)
             if not verification["passed"]:
                 log(f"export check failed for {v.name}: max |Δlogit| {verification['max_abs_logit_diff']:.3g} > {verification['tolerance']:.3g}")
@@ -269,6 +273,7 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
     bench = measure_variants([(v.name, v.onnx_dir / "model.onnx") for v in variants], session, opts.bench, log=log)
     for v in variants:
         v.entry["bench"] = bench[v.name]
+    report["environment"]["execution_providers_used"] = sorted({p for v in variants for p in v.entry["bench"]["providers_used"]})
     timings["bench"] = time.time() - t
 
     # ---- BBQ predictions on each artifact
@@ -322,6 +327,15 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
     report["verdict"] = "fail" if failed else "pass"
     report["exit_code"] = EXIT_FAIL if failed else EXIT_PASS
     report["partial"] = False
+
+
+def _check_same_vocabulary(model, tokenizer, name: str) -> None:
+    """A user's candidate is scored with the dense model's tokenizer, so its vocabulary must match."""
+    if model.config.vocab_size < len(tokenizer):
+        raise InputError(
+            f"--candidate {name}: vocabulary size {model.config.vocab_size} does not cover the dense model's tokenizer "
+            f"({len(tokenizer)} tokens); a candidate must be a compressed version of --model"
+        )
 
 
 def _save_checkpoint(model, tokenizer, work: Path, key: str, log) -> Path:
