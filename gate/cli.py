@@ -7,6 +7,7 @@ usage; 4 execution error (a crash; a partial report is kept); 130 interrupted.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -81,8 +82,16 @@ def check_cmd(model, candidates, bbq_dir, suite_size, seed, profile, threads, ou
     sys.exit(report["exit_code"])
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: maps errors to exit codes (see module docstring) without tracebacks."""
+    """Console entry point: maps errors to exit codes (see module docstring) without tracebacks.
+
+    SIGTERM (a cancelled CI job) is handled like Ctrl-C, so the partial report is still written.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

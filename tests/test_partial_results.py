@@ -1,0 +1,60 @@
+"""Interrupted or crashed runs keep what they had: a partial report (written atomically) and exit codes != 0."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import gate.check as check_mod
+from gate.bench import BenchSettings
+from gate.check import CheckOptions, run_check
+from gate.report import write_json_atomic
+
+TINY_BENCH = BenchSettings(prompt_tokens=8, decode_context=8, decode_tokens=2, warmup_runs=1, runs=2, processes=1)
+
+
+def _opts(tmp_path, model_dir, bbq_dir) -> CheckOptions:
+    return CheckOptions(model=str(model_dir), candidates=("magnitude:0.5",), bbq_dir=str(bbq_dir), suite_size=8, seed=0,
+                        profile="host", out_dir=tmp_path / "out", work_dir=tmp_path / "w", bench=TINY_BENCH)
+
+
+@pytest.mark.parametrize("exc, kind, code", [(KeyboardInterrupt(), "interrupted", 130), (RuntimeError("boom"), "execution", 4)])
+def test_failure_during_measurement_writes_partial_report(tmp_path, tiny_model_dir, bbq_dir, monkeypatch, exc, kind, code):
+    def fail(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(check_mod, "measure_variants", fail)
+    with pytest.raises(type(exc)):
+        run_check(_opts(tmp_path, tiny_model_dir, bbq_dir), log=lambda s: None)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["partial"] is True
+    assert report["verdict"] == "error" and report["exit_code"] == code
+    assert report["error"]["kind"] == kind
+    # the artifacts built before the failure are recorded with their digests
+    assert [v["name"] for v in report["variants"]] == ["dense", "magnitude:0.5"]
+    assert all(v["artifact"]["bytes_total"] > 0 for v in report["variants"])
+
+
+def test_cli_maps_crash_to_exit_4_without_traceback(tmp_path, tiny_model_dir, bbq_dir, monkeypatch, capsys):
+    from gate import cli
+
+    def crash(*a, **k):
+        raise RuntimeError("child process died")
+
+    monkeypatch.setattr(check_mod, "measure_variants", crash)
+    with pytest.raises(SystemExit) as ex:
+        cli.main(["check", "--model", str(tiny_model_dir), "--bbq-dir", str(bbq_dir), "--suite-size", "8",
+                  "--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "w")])
+    assert ex.value.code == 4
+    err = capsys.readouterr().err
+    assert "child process died" in err and "Traceback" not in err
+
+
+def test_atomic_write_keeps_previous_file_on_failure(tmp_path):
+    path = tmp_path / "report.json"
+    write_json_atomic(path, {"a": 1})
+    with pytest.raises(ValueError):
+        write_json_atomic(path, {"a": float("nan")})  # JSON forbids NaN: the write fails midway
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
