@@ -105,12 +105,15 @@ def test_output_shape_and_json_ready():
     items = [item("Age", "ambig"), item("Age", "disambig"), item("SES", "ambig"), item("SES", "disambig")]
     s = bbq_scores(items, np.array([U, T, O, O]))  # numpy ints are accepted
     keys = {"n_items", "n_ambig", "n_disambig", "accuracy_ambig", "accuracy_disambig", "s_amb", "s_dis",
-            "n_bias_excluded"}
+            "n_bias_excluded", "accuracy_disambig_bias_aligned", "accuracy_disambig_bias_conflicting", "srs", "usr",
+            "counts"}
     assert set(s) == keys | {"by_category"}
     assert list(s["by_category"]) == ["Age", "SES"]
     assert all(set(v) == keys for v in s["by_category"].values())
     assert json.loads(json.dumps(s)) == s
-    assert all(type(v) in (int, float, type(None)) for v in s["by_category"]["SES"].values())
+    assert all(type(v) in (int, float, type(None)) for k, v in s["by_category"]["SES"].items() if k != "counts")
+    assert set(s["counts"]) == {"ambig", "disambig"}
+    assert all(type(v) is int for cell in s["counts"].values() for v in cell.values())
 
 
 def test_empty_input():
