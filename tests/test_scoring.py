@@ -53,3 +53,23 @@ def test_score_items_deterministic_argmax(tiny_model_dir, tiny_onnx_dir):
     for s in s1:
         assert s.pred == int(np.argmax(s.loglik)) and all(x < 0 for x in s.loglik)
         assert all(n >= 1 for n in s.n_tokens)
+
+
+def test_score_items_with_context_reuse_equals_naive_pytorch(tiny_model_dir, tiny_onnx_dir):
+    """Items sharing a context (KV prefix reused across items) still score exactly like full forward passes."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    dec = OrtDecoder(tiny_onnx_dir / "model.onnx")
+    ctx = "The grandfather and the grandson talked."
+    items = [types.SimpleNamespace(uid=f"Age/{i}", context=c, question=q, answers=("The grandfather", "Unknown", "The grandson"))
+             for i, (c, q) in enumerate([(ctx, "Who was forgetful?"), (ctx + " The grandson forgot.", "Who was forgetful?"),
+                                         (ctx, "Who was not forgetful?")])]
+    scores, _ = score_items(dec, tok, items)
+    assert scores[1].reused_tokens > 0 and scores[2].reused_tokens > 0
+    for item, s in zip(items, scores):
+        prompt = tok(build_prompt(item.context, item.question)).input_ids
+        options = [tok(" " + a, add_special_tokens=False).input_ids for a in item.answers]
+        np.testing.assert_allclose(s.loglik, _naive_scores(model, prompt, options), rtol=1e-4, atol=1e-4)
+        assert s.score == s.loglik and s.prompt_tokens == len(prompt)
