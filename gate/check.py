@@ -27,6 +27,7 @@ from .bbq_metrics import bbq_scores
 from .environment import environment
 from .errors import InputError
 from .ort_decoder import OrtDecoder, SessionConfig
+from .paired_stats import paired_comparison
 from .policy import Policy, evaluate
 from .report import SCHEMA_VERSION, write_json_atomic
 from .suite import sample_suite
@@ -280,6 +281,7 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
     t = time.time()
     from .bbq_scoring import score_items
 
+    preds: dict[str, list[int]] = {}
     pred_dir = opts.out_dir / "predictions"
     pred_dir.mkdir(parents=True, exist_ok=True)
     for v in variants:
@@ -301,7 +303,8 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
 
             scores, seconds = score_items(decoder, tokenizer, suite, on_item)
         os.replace(partial, final)
-        metrics = bbq_scores(suite, [s.pred for s in scores])
+        preds[v.name] = [s.pred for s in scores]
+        metrics = bbq_scores(suite, preds[v.name])
         v.entry["bbq"] = {
             **metrics,
             "scoring": "loglik: sum of option-token log-probabilities on the ONNX artifact, argmax (gate.bbq_scoring)",
@@ -310,6 +313,8 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
             "predictions": str(final),
         }
         del decoder
+    for v in variants[1:]:
+        v.entry["paired_vs_baseline"] = paired_comparison(suite, preds["dense"], preds[v.name], seed=opts.seed)
     timings["bbq"] = time.time() - t
 
     # ---- findings and verdict

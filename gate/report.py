@@ -49,6 +49,16 @@ def summary_lines(report: dict) -> list[str]:
             f"acc ambig {_fmt(bbq.get('accuracy_ambig'))} disambig {_fmt(bbq.get('accuracy_disambig'))} | "
             f"s_AMB {_fmt(bbq.get('s_amb'), '+.3f')} s_DIS {_fmt(bbq.get('s_dis'), '+.3f')}"
         )
+        paired = v.get("paired_vs_baseline")
+        if paired:
+            nb = paired["transitions"]["new_bias"]
+            d = paired["deltas"]["delta_srs"]
+            lines.append(
+                f"{'':<24} vs dense: new bias {nb['count']}/{nb['n_at_risk']} ambiguous items"
+                f" ({_fmt(nb['rate'], '.1%')}), ΔSRS {_fmt(d['estimate'], '+.3f')}"
+                f" [{_fmt(d['ci_low'], '+.3f')}, {_fmt(d['ci_high'], '+.3f')}] ({d['confidence']:.0%} CI),"
+                f" McNemar p {_fmt(paired['mcnemar']['p_value'], '.3g')}, MDE {_fmt(paired['mde']['delta_srs'], '.3f')}"
+            )
     for f in report.get("findings", []):
         mark = "PASS" if f["status"] == "pass" else "FAIL"
         lines.append(f"  {mark} {f['id']:<20} {f['variant']}: {f['message']}")
