@@ -30,7 +30,8 @@ from .ort_decoder import OrtDecoder, SessionConfig
 from .paired_stats import paired_comparison
 from .policy import Policy, evaluate
 from .report import SCHEMA_VERSION, write_json_atomic
-from .suite import sample_suite
+from .bbq_scoring import check_scoring_options, describe_scoring
+from .suite import build_suite_manifest, load_suite, sample_suite
 
 EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_EXECUTION = 0, 1, 2, 4
 BBQ_ENV = "PRUNEGATE_BBQ_DIR"
@@ -52,6 +53,10 @@ class CheckOptions:
         work_dir: export cache.
         bench: latency/memory protocol settings.
         threads: override of the profile's intra-op thread count (``None`` = profile).
+        suite_file: a suite built by ``prunegate suite build`` (overrides ``suite_size``/``seed`` sampling).
+        scoring_mode: ``"loglik"`` or ``"letter"`` (see ``gate.bbq_scoring``).
+        length_normalize: loglik per token instead of the sum.
+        permute_options: letter mode over every cyclic order of the options.
     """
 
     model: str | None
@@ -64,6 +69,10 @@ class CheckOptions:
     work_dir: Path
     bench: BenchSettings = field(default_factory=BenchSettings)
     threads: int | None = None
+    suite_file: Path | None = None
+    scoring_mode: str = "loglik"
+    length_normalize: bool = False
+    permute_options: bool = False
 
 
 def _slug(name: str) -> str:
@@ -115,13 +124,21 @@ def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
         raise InputError(f"--threads {opts.threads}: must be >= 0")
     if opts.suite_size < 4:
         raise InputError(f"--suite-size {opts.suite_size}: must be at least 4 (one template instance)")
+    check_scoring_options(opts.scoring_mode, opts.length_normalize, opts.permute_options)
     specs = [parse_candidate(c) for c in (opts.candidates or ("magnitude:0.5",))]
     names = [s.spec for s in specs]
     if len(set(names)) != len(names):
         raise InputError(f"--candidate given twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
     bbq_path = resolve_bbq_dir(opts.bbq_dir)
     all_items = load_bbq_dir(bbq_path)
-    suite = sample_suite(all_items, opts.suite_size, opts.seed)
+    if opts.suite_file is not None:
+        suite_path = Path(opts.suite_file)
+        if not suite_path.is_file():
+            raise InputError(f"suite file {suite_path} does not exist; build one with `prunegate suite build`")
+        suite, manifest = load_suite(suite_path, all_items, bbq_path)
+    else:
+        suite = sample_suite(all_items, opts.suite_size, opts.seed)
+        manifest = build_suite_manifest(suite, bbq_path, opts.suite_size, opts.seed)
     from exporters.model_source import resolve_model
 
     source = resolve_model(opts.model)
@@ -152,13 +169,15 @@ def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
             "candidates": names,
             "bbq_dir": str(bbq_path),
             "suite_size_requested": opts.suite_size,
+            "suite_file": str(opts.suite_file) if opts.suite_file else None,
+            "scoring": {"mode": opts.scoring_mode, "length_normalize": opts.length_normalize, "permute_options": opts.permute_options},
             "seed": opts.seed,
             "profile": profile.name,
             "work_dir": str(opts.work_dir),
             "policy": Policy().to_dict(),
         },
         "profile": {"name": profile.name, "arch": profile.arch, "execution_providers": list(profile.execution_providers), "threads": threads, "path": profile.path},
-        "suite": _suite_summary(all_items, suite),
+        "suite": _suite_summary(all_items, suite, manifest),
         "environment": {**environment(), "execution_providers_requested": list(session.providers), "intra_op_threads": threads},
         "variants": [],
         "findings": [],
@@ -184,7 +203,7 @@ def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
     return report
 
 
-def _suite_summary(all_items, suite) -> dict:
+def _suite_summary(all_items, suite, manifest: dict) -> dict:
     cells: dict[str, int] = {}
     for it in suite:
         key = f"{it.category}/{it.context_condition}/{it.question_polarity}"
@@ -197,8 +216,9 @@ def _suite_summary(all_items, suite) -> dict:
         "n_items_available": len(all_items),
         "categories": sorted({it.category for it in suite}),
         "cells": dict(sorted(cells.items())),
+        "manifest_digest": manifest["digest"],
+        "manifest": {k: v for k, v in manifest.items() if k != "item_uids"},
         "item_uids_sha256": sha256_json([it.uid for it in suite]),
-        "sampling": "stratified by category x context condition x polarity, whole template instances (gate.suite.sample_suite)",
     }
 
 
@@ -266,6 +286,10 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
         gc.collect()
     if tokenizer is None:
         raise InputError("no tokenizer found for the dense model")
+    if opts.scoring_mode == "letter":  # fail now, not after the benchmark, if the tokenizer cannot do letters
+        from .bbq_scoring import build_letter_prompt, letter_prompt_ids
+
+        letter_prompt_ids(tokenizer, build_letter_prompt(tokenizer, suite[0].context, suite[0].question, suite[0].answers))
     timings["artifacts"] = time.time() - t
 
     # ---- measurements on ONNX Runtime (fresh child processes, interleaved)
@@ -301,13 +325,14 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
                 }) + "\n")
                 f.flush()
 
-            scores, seconds = score_items(decoder, tokenizer, suite, on_item)
+            scores, seconds = score_items(decoder, tokenizer, suite, on_item, mode=opts.scoring_mode,
+                                          length_normalize=opts.length_normalize, permute_options=opts.permute_options)
         os.replace(partial, final)
         preds[v.name] = [s.pred for s in scores]
         metrics = bbq_scores(suite, preds[v.name])
         v.entry["bbq"] = {
             **metrics,
-            "scoring": "loglik: sum of option-token log-probabilities on the ONNX artifact, argmax (gate.bbq_scoring)",
+            "scoring": describe_scoring(opts.scoring_mode, opts.length_normalize, opts.permute_options, tokenizer),
             "seconds": seconds,
             "seconds_per_item": seconds / max(1, len(suite)),
             "predictions": str(final),

@@ -53,11 +53,20 @@ def cli() -> None:
 @click.option("--work-dir", default=".prunegate-cache", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               envvar="PRUNEGATE_WORK_DIR", show_envvar=True,
               help="Cache of dequantized checkpoints and ONNX exports; reused when model and compression are unchanged.")
+@click.option("--suite", "suite_file", default=None, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="A suite built by `prunegate suite build` (its manifest is verified against --bbq-dir); "
+                   "overrides --suite-size/--seed sampling. Reports are comparable only when their suite digests match.")
+@click.option("--scoring", "scoring_mode", type=click.Choice(["loglik", "letter"]), default="loglik", show_default=True,
+              help="loglik: each option's summed token log-probability after the context and question (options not "
+                   "shown); letter: options listed as A/B/C (chat template if any), argmax over the three letter tokens.")
+@click.option("--length-normalize", is_flag=True, help="loglik only: average log-probability per option token instead of the sum.")
+@click.option("--permute-options", is_flag=True, help="letter only: score all 3 cyclic orders of the options and sum, to remove position bias.")
 @click.option("--prompt-tokens", default=128, show_default=True, type=int, help="Prefill length (tokens) of the latency benchmark.")
 @click.option("--decode-tokens", default=32, show_default=True, type=int, help="Decode steps per timed run (per-token latency with the KV cache).")
 @click.option("--bench-runs", default=10, show_default=True, type=int, help="Timed runs per phase per benchmark process.")
 @click.option("--bench-processes", default=3, show_default=True, type=int, help="Fresh benchmark processes per variant, interleaved across variants.")
 def check_cmd(model, candidates, bbq_dir, suite_size, seed, profile, threads, out_dir, work_dir,
+              suite_file, scoring_mode, length_normalize, permute_options,
               prompt_tokens, decode_tokens, bench_runs, bench_processes) -> None:
     """Run the gate: compress, export to ONNX, measure, score BBQ, judge, report.
 
@@ -71,7 +80,8 @@ def check_cmd(model, candidates, bbq_dir, suite_size, seed, profile, threads, ou
 
     opts = CheckOptions(
         model=model, candidates=tuple(candidates), bbq_dir=bbq_dir, suite_size=suite_size, seed=seed,
-        profile=profile, out_dir=out_dir, work_dir=work_dir, threads=threads,
+        profile=profile, out_dir=out_dir, work_dir=work_dir, threads=threads, suite_file=suite_file,
+        scoring_mode=scoring_mode, length_normalize=length_normalize, permute_options=permute_options,
         bench=BenchSettings(prompt_tokens=prompt_tokens, decode_context=prompt_tokens, decode_tokens=decode_tokens,
                             runs=bench_runs, processes=bench_processes),
     )
@@ -80,6 +90,81 @@ def check_cmd(model, candidates, bbq_dir, suite_size, seed, profile, threads, ou
         click.echo(line)
     click.echo(f"report: {out_dir / 'report.json'}")
     sys.exit(report["exit_code"])
+
+
+@cli.group("suite")
+def suite_group() -> None:
+    """Reduced BBQ suites stored as files with a manifest (item ids, source files' sha256, seed)."""
+
+
+@suite_group.command("build", epilog=EXIT_CODES_HELP)
+@click.option("--bbq-dir", metavar="DIR", envvar="PRUNEGATE_BBQ_DIR", show_envvar=True, default=None,
+              help="Directory in the official BBQ layout (<Category>.jsonl).")
+@click.option("--size", default=240, show_default=True, type=int, metavar="N", help="Target number of items.")
+@click.option("--seed", default=0, show_default=True, type=int, metavar="S", help="Seed of the stratified sample.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Where to write the suite (JSON manifest).")
+def suite_build_cmd(bbq_dir, size, seed, out_path) -> None:
+    """Sample a reduced suite (category x context condition x polarity, whole template instances) and write it.
+
+    Pass the file to `prunegate check --suite FILE` so every run scores exactly the same items.
+    """
+    from .bbq_data import load_bbq_dir
+    from .check import resolve_bbq_dir
+    from .suite import build_suite_manifest, sample_suite, write_suite
+
+    if size < 4:
+        raise InputError(f"--size {size}: must be at least 4 (one template instance)")
+    path = resolve_bbq_dir(bbq_dir)
+    items = sample_suite(load_bbq_dir(path), size, seed)
+    manifest = build_suite_manifest(items, path, size, seed)
+    write_suite(out_path, manifest)
+    click.echo(f"wrote {out_path}: {manifest['n_items']} items, digest {manifest['digest']}")
+
+
+@cli.group("bbq")
+def bbq_group() -> None:
+    """BBQ utilities."""
+
+
+@bbq_group.command("score", epilog=EXIT_CODES_HELP)
+@click.option("--bbq-dir", metavar="DIR", envvar="PRUNEGATE_BBQ_DIR", show_envvar=True, default=None,
+              help="Directory in the official BBQ layout (<Category>.jsonl).")
+@click.option("--predictions", "pred_path", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="CSV (with header) or JSONL with category, example_id and the prediction column (option 0, 1 or 2; "
+                   "empty or -1 = the output matched no option, dropped and counted).")
+@click.option("--pred-column", default="pred_index", show_default=True, help="Name of the prediction column.")
+@click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also write the metrics JSON here (atomically).")
+def bbq_score_cmd(bbq_dir, pred_path, pred_column, out_path) -> None:
+    """Score predictions made elsewhere with prunegate's BBQ metrics.
+
+    Prints JSON: accuracy (ambiguous, disambiguated, aligned/conflicting), s_AMB, s_DIS (Parrish et al.
+    2022 §5; range [-1, 1], the paper reports x100), SRS and USR, pooled and per category.
+    """
+    import json
+
+    from .bbq_data import load_bbq_dir
+    from .bbq_metrics import bbq_scores
+    from .check import resolve_bbq_dir
+    from .predictions_io import align_predictions, read_predictions
+    from .report import write_json_atomic
+
+    path = resolve_bbq_dir(bbq_dir)
+    items = load_bbq_dir(path)
+    preds = read_predictions(pred_path, pred_column)
+    kept_items, kept_preds, counts = align_predictions(items, preds)
+    if counts["n_unknown_items"]:
+        example = next(k for k in preds if k not in {it.uid for it in items})
+        raise InputError(f"predictions file {pred_path}: {counts['n_unknown_items']} rows name items not in {path} (e.g. {example}); "
+                         "pass the BBQ directory the predictions were made on")
+    if not kept_items:
+        raise InputError(f"predictions file {pred_path}: no row has a usable prediction in column {pred_column}")
+    result = {"predictions": str(pred_path), "pred_column": pred_column, "bbq_dir": str(path), **counts,
+              "metrics": bbq_scores(kept_items, kept_preds)}
+    if out_path:
+        write_json_atomic(out_path, result)
+    click.echo(json.dumps(result, indent=2))
 
 
 def _interrupt(signum, frame) -> None:

@@ -77,8 +77,10 @@ def test_check_passes_for_an_identical_user_checkpoint(tmp_path, tiny_model_dir,
     from exporters.digest import sha256_tree
 
     before = sha256_tree(tiny_model_dir)
+    suite = tmp_path / "suite.json"
+    assert run_cli("suite", "build", "--bbq-dir", str(bbq_dir), "--size", "16", "--out", str(suite)).returncode == 0
     out = tmp_path / "out"
-    proc = run_cli("check", "--model", str(tiny_model_dir), "--bbq-dir", str(bbq_dir), "--suite-size", "16",
+    proc = run_cli("check", "--model", str(tiny_model_dir), "--bbq-dir", str(bbq_dir), "--suite", str(suite),
                    "--candidate", str(tiny_model_dir), "--candidate", str(tiny_onnx_dir),
                    "--out", str(out), "--work-dir", str(tmp_path / "w"),
                    "--prompt-tokens", "8", "--decode-tokens", "2", "--bench-runs", "2", "--bench-processes", "1")
@@ -89,6 +91,11 @@ def test_check_passes_for_an_identical_user_checkpoint(tmp_path, tiny_model_dir,
              for v in report["variants"]]
     assert preds[0] == preds[1] == preds[2]
     assert sha256_tree(tiny_model_dir) == before
+    assert report["suite"]["manifest_digest"] == json.loads(suite.read_text())["digest"]
+    for v in report["variants"][1:]:  # A/A: no transitions, nothing significant
+        p = v["paired_vs_baseline"]
+        assert p["transitions"]["new_bias"]["count"] == 0 and p["transitions"]["removed_bias"]["count"] == 0
+        assert p["mcnemar"]["p_value"] == 1.0
 
 
 @pytest.mark.e2e
