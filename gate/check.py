@@ -22,7 +22,7 @@ from exporters.digest import sha256_json
 from hardware_profiles import HardwareProfile, ProfileError, load_profile
 
 from .bench import BenchSettings, measure_variants
-from .bbq_data import load_bbq_dir
+from .bbq_data import accuracy_only_categories, load_bbq_dir
 from .bbq_metrics import bbq_scores
 from .environment import environment
 from .errors import InputError
@@ -208,11 +208,10 @@ def _suite_summary(all_items, suite, manifest: dict) -> dict:
     for it in suite:
         key = f"{it.category}/{it.context_condition}/{it.question_polarity}"
         cells[key] = cells.get(key, 0) + 1
-    no_target = sorted({it.category for it in suite} - {it.category for it in suite if it.target_index is not None})
+    no_target = accuracy_only_categories(suite)
     return {
         "n_items": len(suite),
         "accuracy_only_categories": no_target,
-        "accuracy_only_reason": "no bias target derivable (intersectional categories need additional_metadata.csv)" if no_target else None,
         "n_items_available": len(all_items),
         "categories": sorted({it.category for it in suite}),
         "cells": dict(sorted(cells.items())),

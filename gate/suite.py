@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from exporters.digest import sha256_file
-from gate.bbq_data import CATEGORIES, BBQItem
+from gate.bbq_data import CATEGORIES, METADATA_FILE, BBQItem
 from gate.errors import InputError
 
 
@@ -158,7 +158,7 @@ def build_suite_manifest(items_selected: Sequence[BBQItem], bbq_dir: Path, size:
 
     Returns:
         ``{"format", "seed", "size_requested", "n_items", "item_uids", "source_files", "sampling", "digest"}``:
-        ``item_uids`` keeps the order of ``items_selected``; ``source_files`` maps ``"<Category>.jsonl"`` to the hex
+        ``item_uids`` keeps the order of ``items_selected``; ``source_files`` maps ``"<Category>.jsonl"`` (and ``additional_metadata.csv`` when present, since it decides the bias targets) to the hex
         SHA-256 of the file's bytes; ``digest`` is the hex SHA-256 of the canonical JSON (sorted keys, compact
         separators, UTF-8) of all the other fields.
 
@@ -175,6 +175,9 @@ def build_suite_manifest(items_selected: Sequence[BBQItem], bbq_dir: Path, size:
         if not path.is_file():
             raise InputError(f"BBQ file {path} not found; pass the --bbq-dir the suite items were loaded from")
         sources[path.name] = sha256_file(path)
+    metadata = Path(bbq_dir) / METADATA_FILE
+    if metadata.is_file():  # it decides the bias targets, so it is part of the suite's identity
+        sources[METADATA_FILE] = sha256_file(metadata)
     manifest: dict = {
         "format": SUITE_FORMAT,
         "seed": int(seed),
@@ -260,7 +263,12 @@ def load_suite(path: Path, items_all: Sequence[BBQItem], bbq_dir: Path) -> tuple
     if (not isinstance(uids, list) or not all(isinstance(u, str) for u in uids) or len(set(uids)) != len(uids)
             or manifest["n_items"] != len(uids) or not isinstance(sources, dict)):
         raise InputError(f"BBQ suite file {path} has an inconsistent uid list or source table; {_REBUILD}")
-    official = {f"{c}.jsonl" for c in CATEGORIES}
+    official = {f"{c}.jsonl" for c in CATEGORIES} | {METADATA_FILE}
+    if (Path(bbq_dir) / METADATA_FILE).is_file() and METADATA_FILE not in sources:
+        raise InputError(
+            f"{Path(bbq_dir) / METADATA_FILE} was added after suite {path} was built and would change its bias "
+            f"targets; remove it or {_REBUILD}"
+        )
     for name, digest in sources.items():
         if name not in official or not isinstance(digest, str):
             raise InputError(f"BBQ suite file {path} records an unexpected source file {name!r}; {_REBUILD}")

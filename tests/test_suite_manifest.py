@@ -147,3 +147,25 @@ def test_failed_write_keeps_previous_file(data_copy, tmp_path):
         write_suite(path, dict(m, seed=float("nan")))  # not JSON-serialisable (allow_nan=False)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bbq", "suite.json"]  # temporary file removed
+
+
+def test_metadata_file_is_part_of_the_suite_identity(tmp_path, bbq_dir):
+    """additional_metadata.csv decides bias targets: it is hashed, and adding it later invalidates the suite."""
+    import shutil
+
+    from gate.bbq_data import load_bbq_dir
+    from gate.errors import InputError
+    from gate.suite import build_suite_manifest, load_suite, sample_suite, write_suite
+
+    d = tmp_path / "bbq"
+    d.mkdir()
+    shutil.copy(bbq_dir / "Religion.jsonl", d / "Religion.jsonl")
+    items = load_bbq_dir(d)
+    manifest = build_suite_manifest(sample_suite(items, 8, 0), d, 8, 0)
+    assert "additional_metadata.csv" not in manifest["source_files"]
+    write_suite(tmp_path / "s.json", manifest)
+    (d / "additional_metadata.csv").write_text(
+        "category,question_index,example_id,target_loc,label_type,Known_stereotyped_race,Known_stereotyped_var2,"
+        "Relevant_social_values,corr_ans_aligns_var2,corr_ans_aligns_race,full_cond,Known_stereotyped_groups\n")
+    with pytest.raises(InputError, match="additional_metadata.csv"):
+        load_suite(tmp_path / "s.json", items, d)
