@@ -39,6 +39,9 @@ def cached_dir(work_dir: Path, kind: str, key: str, build: Callable[[Path], dict
         shutil.rmtree(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=final.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # mkdtemp creates 0700; cached exports may be shared (CI caches)
     try:
         meta = build(tmp)
         (tmp / MARKER).write_text(json.dumps(meta, indent=2, sort_keys=True))

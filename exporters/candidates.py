@@ -60,6 +60,8 @@ def parse_candidate(spec: str) -> CandidateSpec:
             raise InputError(f"--candidate {spec!r}: sparsity must be in [0, 1), e.g. {method}:0.5")
         return CandidateSpec(spec=text, method=method, sparsity=sparsity)
     path = Path(text).expanduser()
+    if not path.exists() and text.lower() in BUILTIN_METHODS:
+        raise InputError(f"--candidate {spec!r}: give the sparsity too, e.g. {text.lower()}:0.5")
     if not path.exists():
         raise InputError(
             f"--candidate {spec!r} is neither a built-in compression ({', '.join(m + ':0.5' for m in BUILTIN_METHODS)}) nor an existing checkpoint path"

@@ -110,6 +110,20 @@ def load_causal_lm(checkpoint: Path):
     return model, tokenizer
 
 
+def load_tokenizer(checkpoint: Path):
+    """Load the Hugging Face tokenizer of a local checkpoint (no network).
+
+    Raises:
+        InputError: when the directory has no usable tokenizer.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(checkpoint, local_files_only=True)
+    except Exception as exc:
+        raise InputError(f"cannot load a tokenizer from {checkpoint}: {_one_line(exc)}; the model directory needs its tokenizer files") from None
+
+
 def materialize_checkpoint(source: ModelSource, work_dir: Path, log: Callable[[str], None] = print) -> Path:
     """Return a local fp32 Hugging Face checkpoint directory for ``source``.
 
@@ -128,7 +142,9 @@ def materialize_checkpoint(source: ModelSource, work_dir: Path, log: Callable[[s
     def build(out: Path) -> dict:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a tqdm bar per tensor floods CI logs
         log(f"dequantizing {source.path.name} to fp32 (once; cached in {work_dir})")
         try:
             tok = AutoTokenizer.from_pretrained(source.path.parent, gguf_file=source.path.name, local_files_only=True)

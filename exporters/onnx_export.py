@@ -20,10 +20,16 @@ from .cache import cached_dir
 from .model_source import _one_line
 
 EXPORT_TASK = "text-generation-with-past"
+EXPORT_CACHE = "exports-v1"  # bump when the stored metadata changes, so stale entries are rebuilt
 
 
 def export_onnx(
-    checkpoint: Path, work_dir: Path, key: str, log: Callable[[str], None] = print, label: str | None = None
+    checkpoint: Path,
+    work_dir: Path,
+    key: str,
+    log: Callable[[str], None] = print,
+    label: str | None = None,
+    after_export: Callable[[Path], dict] | None = None,
 ) -> tuple[Path, dict]:
     """Export ``checkpoint`` to ``work_dir/onnx/<key>`` unless that export already exists.
 
@@ -33,6 +39,9 @@ def export_onnx(
         key: content digest of (model, compression) naming the export; same key = reused.
         log: receives progress lines.
         label: the variant's name for progress lines (default: the checkpoint folder's name).
+        after_export: called with the new export's directory before it is committed to the cache
+            (e.g. to verify it); its result is stored with the entry under ``"checks"``, so a reused
+            export carries it too.
 
     Returns:
         ``(onnx_dir, metadata)`` with ``metadata["export_s"]`` the export wall time in seconds.
@@ -66,9 +75,20 @@ def export_onnx(
             raise InputError(f"model {checkpoint} failed to export to ONNX: {_one_line(exc)}") from None
         if not (out / "model.onnx").is_file():
             raise InputError(f"model {checkpoint} failed to export to ONNX: optimum wrote no model.onnx")
-        return {"checkpoint": str(checkpoint), "task": EXPORT_TASK, "torch": torch.__version__, "export_s": time.perf_counter() - t0}
+        meta = {"checkpoint": str(checkpoint), "task": EXPORT_TASK, "torch": torch.__version__, "export_s": time.perf_counter() - t0}
+        if after_export is not None:
+            meta["checks"] = after_export(out)
+        return meta
 
-    return cached_dir(work_dir, "onnx", key, build, log)
+    return cached_dir(work_dir, EXPORT_CACHE, key, build, log)
+
+
+def cached_export(work_dir: Path, key: str) -> Path | None:
+    """The directory of a complete cached export for ``key``, or ``None``."""
+    from .cache import MARKER
+
+    path = work_dir / EXPORT_CACHE / key
+    return path if (path / MARKER).is_file() else None
 
 
 @contextlib.contextmanager

@@ -350,7 +350,7 @@ def measure_variants(
     for r, round_names in enumerate(order):
         for name in round_names:
             k += 1
-            log(f"bench: round {r + 1}/{len(order)} launch {k}/{total}: {name} ({paths[name]})")
+            log(f"bench: round {r + 1}/{len(order)} launch {k}/{total}: {name}")
             request = {
                 "model_path": str(paths[name]),
                 "session": session_json,
@@ -360,7 +360,7 @@ def measure_variants(
             res = _run_child(name, request, settings.timeout_s)
             results[name].append(res)
             log(
-                f"bench:   {name}: load {res['load_s']:.2f} s, peak RSS {res['peak_rss_bytes'] / 2**20:.1f} MiB, "
+                f"bench:   {name}: load {res['load_s']:.2f} s, peak RSS {res['peak_rss_bytes'] / 1e6:.0f} MB, "
                 f"prefill p50 {np.median(res['prefill_ms']):.2f} ms, "
                 f"decode p50 {np.median(res['decode_ms_per_token']):.2f} ms/token"
             )

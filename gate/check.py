@@ -99,9 +99,22 @@ def resolve_bbq_dir(bbq_dir: str | None) -> Path:
     if not value:
         raise InputError(f"no BBQ data given; {BBQ_HINT}")
     path = Path(value).expanduser()
+    if path.is_file():
+        raise InputError(f"BBQ path {path} is a file; pass the directory that holds the <Category>.jsonl files")
     if not path.is_dir():
         raise InputError(f"BBQ directory {path} does not exist; {BBQ_HINT}")
     return path
+
+
+def _writable_dir(path: Path, option: str) -> None:
+    """Create ``path`` if needed and make sure files can be written in it (else ``InputError``)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".prunegate-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{option} {path}: cannot write there ({exc.strerror or exc}); pass a writable directory") from None
 
 
 def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
@@ -154,7 +167,8 @@ def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
     threads = profile.resolved_threads() if opts.threads is None else (opts.threads or profile.resolved_threads())
     session = SessionConfig(providers=profile.execution_providers, intra_op_threads=threads)
 
-    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    _writable_dir(opts.out_dir, "--out")
+    _writable_dir(opts.work_dir, "--work-dir")
     report: dict = {
         "schema_version": SCHEMA_VERSION,
         "tool": "prunegate",
@@ -223,8 +237,8 @@ def _suite_summary(all_items, suite, manifest: dict) -> dict:
 
 def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) -> None:
     from exporters.artifact import describe_artifact
-    from exporters.model_source import load_causal_lm, materialize_checkpoint
-    from exporters.onnx_export import export_onnx
+    from exporters.model_source import load_causal_lm, load_tokenizer, materialize_checkpoint
+    from exporters.onnx_export import cached_export, export_onnx
     from exporters.pruning import prune_model
     from exporters.verify import verify_export
 
@@ -236,42 +250,59 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
     variants += [_Variant(s.spec, "candidate", s) for s in specs]
     timings["load_model"] = time.time() - t
 
-    # ---- artifacts: compress, export, verify
+    # ---- artifacts: compress, export, verify (skipped for exports already in the cache)
     t = time.time()
-    tokenizer = None
+    tokenizer = load_tokenizer(dense_ckpt)
     for v in variants:
-        compression: dict = {"method": "none"}
-        model = None
         if v.role == "baseline":
             key = source.digest
-            model, tokenizer = load_causal_lm(dense_ckpt)
+            compression: dict = {"method": "none"}
+
+            def load_model(v=v):
+                return load_causal_lm(dense_ckpt)[0]
         elif v.spec.method == "checkpoint":
             cs = cand_sources[v.spec.spec]
-            compression = {"method": "checkpoint", "path": str(cs.path), "sha256": cs.digest, "format": cs.kind}
             key = cs.digest
+            compression = {"method": "checkpoint", "path": str(cs.path), "sha256": cs.digest, "format": cs.kind}
             if cs.kind == "onnx_dir":
                 v.onnx_dir = cs.path
             else:
                 v.checkpoint = materialize_checkpoint(cs, work, log)
-                model, _ = load_causal_lm(v.checkpoint)
+
+            def load_model(v=v):
+                model = load_causal_lm(v.checkpoint)[0]
                 _check_same_vocabulary(model, tokenizer, v.name)
+                return model
         else:
             key = sha256_json({"base": source.digest, "method": v.spec.method, "sparsity": v.spec.sparsity, "seed": opts.seed})
-            model, _ = load_causal_lm(dense_ckpt)
-            log(f"pruning: {v.spec.method} at sparsity {v.spec.sparsity}")
-            tp = time.time()
-            compression = {**prune_model(model, v.spec.method, v.spec.sparsity, seed=opts.seed), "seconds": time.time() - tp}
-            compression["claimed_sparsity"] = v.spec.sparsity
-        if v.onnx_dir is None:
-            if v.checkpoint is None:
-                v.checkpoint = _save_checkpoint(model, tokenizer, work, key, log)
-            v.onnx_dir, meta = export_onnx(v.checkpoint, work, key, log, label=v.name)
-            verification = verify_export(model, tokenizer, v.onnx_dir)
-            if not verification["passed"]:
-                log(f"export check failed for {v.name}: max |Δlogit| {verification['max_abs_logit_diff']:.3g} > {verification['tolerance']:.3g}")
-        else:
+            compression = {"method": v.spec.method, "claimed_sparsity": v.spec.sparsity, "seed": opts.seed}
+
+            def load_model(v=v, compression=compression):
+                model = load_causal_lm(dense_ckpt)[0]
+                log(f"pruning {v.name}: {v.spec.method} at sparsity {v.spec.sparsity}")
+                tp = time.time()
+                compression.update(prune_model(model, v.spec.method, v.spec.sparsity, seed=opts.seed))
+                compression["seconds"] = time.time() - tp
+                return model
+        if v.onnx_dir is not None:
             meta = {"export_s": None, "reused": True, "note": "user-supplied ONNX export"}
             verification = {"passed": None, "note": "user-supplied ONNX export: no PyTorch model to compare with"}
+        else:
+            model = None
+            if cached_export(work, key) is None:
+                model = load_model()
+                if v.checkpoint is None:
+                    v.checkpoint = _save_checkpoint(model, tokenizer, work, key, log)
+
+            def checks(onnx_dir: Path, model=model, compression=compression) -> dict:
+                return {"verification": verify_export(model, tokenizer, onnx_dir), "compression": compression}
+
+            v.onnx_dir, meta = export_onnx(v.checkpoint or dense_ckpt, work, key, log, label=v.name, after_export=checks)
+            verification, compression = meta["checks"]["verification"], meta["checks"]["compression"]
+            if not verification["passed"]:
+                log(f"export check failed for {v.name}: max |Δlogit| {verification['max_abs_logit_diff']:.3g} > {verification['tolerance']:.3g}")
+            del model
+            gc.collect()
         v.entry = {
             "name": v.name,
             "role": v.role,
@@ -281,10 +312,6 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
             "export": {"seconds": meta.get("export_s"), "reused": meta.get("reused"), "verification": verification},
         }
         report["variants"].append(v.entry)
-        del model
-        gc.collect()
-    if tokenizer is None:
-        raise InputError("no tokenizer found for the dense model")
     if opts.scoring_mode == "letter":  # fail now, not after the benchmark, if the tokenizer cannot do letters
         from .bbq_scoring import build_letter_prompt, letter_prompt_ids
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from hardware_profiles import known_profiles
+
 from .errors import InputError
 
 EXIT_CODES_HELP = "Exit codes: 0 gate passed, 1 gate failed, 2 bad input or usage, 4 execution error, 130 interrupted."
@@ -41,13 +43,14 @@ def cli() -> None:
                    "or an optimum ONNX export directory). Default: magnitude:0.5.")
 @click.option("--bbq-dir", metavar="DIR", envvar="PRUNEGATE_BBQ_DIR", default=None, show_envvar=True,
               help="Directory in the official BBQ layout (<Category>.jsonl files from github.com/nyu-mll/BBQ, data/).")
-@click.option("--suite-size", default=240, show_default=True, type=int, metavar="N",
+@click.option("--suite-size", default=240, show_default=True, type=click.IntRange(min=4), metavar="N",
               help="Items in the reduced BBQ suite, sampled across every category present, both context "
                    "conditions (ambiguous/disambiguated) and both question polarities, whole template instances.")
 @click.option("--seed", default=0, show_default=True, type=int, metavar="S", help="Seed of the suite sample and of random pruning.")
 @click.option("--profile", default="host", show_default=True, metavar="NAME",
-              help="Hardware profile from hardware_profiles/ (execution providers, threads, budgets).")
-@click.option("--threads", default=None, type=int, metavar="N", help="Override the profile's ONNX Runtime intra-op thread count.")
+              help=f"Hardware profile from hardware_profiles/ (execution providers, threads). Known: {', '.join(known_profiles())}.")
+@click.option("--threads", default=None, type=click.IntRange(min=0), metavar="N",
+              help="ONNX Runtime intra-op threads, overriding the profile's (host: 0 = one per available CPU).")
 @click.option("--out", "out_dir", default="prunegate-out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory: report.json and predictions/<variant>.jsonl (per-item predictions).")
 @click.option("--work-dir", default=".prunegate-cache", show_default=True, type=click.Path(file_okay=False, path_type=Path),
@@ -61,10 +64,10 @@ def cli() -> None:
                    "shown); letter: options listed as A/B/C (chat template if any), argmax over the three letter tokens.")
 @click.option("--length-normalize", is_flag=True, help="loglik only: average log-probability per option token instead of the sum.")
 @click.option("--permute-options", is_flag=True, help="letter only: score all 3 cyclic orders of the options and sum, to remove position bias.")
-@click.option("--prompt-tokens", default=128, show_default=True, type=int, help="Prefill length (tokens) of the latency benchmark.")
-@click.option("--decode-tokens", default=32, show_default=True, type=int, help="Decode steps per timed run (per-token latency with the KV cache).")
-@click.option("--bench-runs", default=10, show_default=True, type=int, help="Timed runs per phase per benchmark process.")
-@click.option("--bench-processes", default=3, show_default=True, type=int, help="Fresh benchmark processes per variant, interleaved across variants.")
+@click.option("--prompt-tokens", default=128, show_default=True, type=click.IntRange(min=1), metavar="N", help="Prefill length (tokens) of the latency benchmark.")
+@click.option("--decode-tokens", default=32, show_default=True, type=click.IntRange(min=1), metavar="N", help="Decode steps per timed run (per-token latency with the KV cache).")
+@click.option("--bench-runs", default=10, show_default=True, type=click.IntRange(min=1), metavar="N", help="Timed runs per phase per benchmark process.")
+@click.option("--bench-processes", default=3, show_default=True, type=click.IntRange(min=1), metavar="N", help="Fresh benchmark processes per variant, interleaved across variants.")
 def check_cmd(model, candidates, bbq_dir, suite_size, seed, profile, threads, out_dir, work_dir,
               suite_file, scoring_mode, length_normalize, permute_options,
               prompt_tokens, decode_tokens, bench_runs, bench_processes) -> None:
@@ -72,7 +75,13 @@ def check_cmd(model, candidates, bbq_dir, suite_size, seed, profile, threads, ou
 
     Writes OUT/report.json (atomically) and prints a summary. Example:
 
-        prunegate check --bbq-dir ../shared/bbq/data --candidate magnitude:0.5 --candidate random:0.5
+    \b
+        prunegate check --bbq-dir ../shared/bbq/data \\
+            --candidate magnitude:0.5 --candidate random:0.5
+
+    Policy (fixed defaults for now, see gate/policy.py): a candidate fails when |s_AMB| rises by more
+    than 0.05 over the dense model's, disambiguated accuracy drops by more than 0.05, or, for a pruned
+    candidate, the decode speedup's 95% CI lower bound is below 1.10x or the size saving is below 10%.
     """
     from .bench import BenchSettings
     from .check import CheckOptions, run_check

@@ -23,11 +23,18 @@ def write_json_atomic(path: Path, data: object) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; a report is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fmt(x, spec: str = ".3f") -> str:
@@ -46,7 +53,7 @@ def summary_lines(report: dict) -> list[str]:
             f"{v['name']:<24} {v['role']:<9} size {_fmt(art.get('bytes_total', 0) / 1e6, '.1f')} MB | "
             f"decode p50 {_fmt(dec, '.2f')} ms/token | prefill p50 {_fmt(pre, '.1f')} ms | "
             f"peak RSS {_fmt(rss / 1e6 if rss else None, '.0f')} MB | "
-            f"acc ambig {_fmt(bbq.get('accuracy_ambig'))} disambig {_fmt(bbq.get('accuracy_disambig'))} | "
+            f"accuracy (fraction) ambig {_fmt(bbq.get('accuracy_ambig'))} disambig {_fmt(bbq.get('accuracy_disambig'))} | "
             f"s_AMB {_fmt(bbq.get('s_amb'), '+.3f')} s_DIS {_fmt(bbq.get('s_dis'), '+.3f')}"
         )
         paired = v.get("paired_vs_baseline")
@@ -59,6 +66,10 @@ def summary_lines(report: dict) -> list[str]:
                 f" [{_fmt(d['ci_low'], '+.3f')}, {_fmt(d['ci_high'], '+.3f')}] ({d['confidence']:.0%} CI),"
                 f" McNemar p {_fmt(paired['mcnemar']['p_value'], '.3g')}, MDE {_fmt(paired['mde']['delta_srs'], '.3f')}"
             )
+            mde = paired["mde"]["delta_srs"]
+            if mde is None or mde > 0.05:
+                lines.append(f"{'':<24} warning: with {paired['transitions']['n_pairs']} ambiguous items the suite cannot detect a"
+                             f" change in SRS smaller than {_fmt(mde, '.3f')} (80% power); use a larger --suite-size")
     for f in report.get("findings", []):
         mark = "PASS" if f["status"] == "pass" else "FAIL"
         lines.append(f"  {mark} {f['id']:<20} {f['variant']}: {f['message']}")

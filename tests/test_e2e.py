@@ -68,7 +68,7 @@ def test_check_on_tiny_model(tmp_path, tiny_model_dir, bbq_dir):
     # the second run reuses the exports
     proc2 = run_cli(*args)
     assert proc2.returncode == 1
-    assert "reusing onnx" in proc2.stderr
+    assert "reusing exports-v1" in proc2.stderr and "pruning" not in proc2.stderr
 
 
 def test_check_passes_for_an_identical_user_checkpoint(tmp_path, tiny_model_dir, tiny_onnx_dir, bbq_dir):
