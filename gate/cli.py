@@ -18,6 +18,7 @@ from hardware_profiles import known_profiles
 from .errors import InputError
 
 EXIT_CODES_HELP = "Exit codes: 0 gate passed, 1 gate failed, 2 bad input or usage, 4 execution error, 130 interrupted."
+TOOL_EXIT_CODES_HELP = "Exit codes: 0 success, 2 bad input or usage, 4 execution error."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -106,7 +107,7 @@ def suite_group() -> None:
     """Reduced BBQ suites stored as files with a manifest (item ids, source files' sha256, seed)."""
 
 
-@suite_group.command("build", epilog=EXIT_CODES_HELP)
+@suite_group.command("build", epilog=TOOL_EXIT_CODES_HELP)
 @click.option("--bbq-dir", metavar="DIR", envvar="PRUNEGATE_BBQ_DIR", show_envvar=True, default=None,
               help="Directory in the official BBQ layout (<Category>.jsonl).")
 @click.option("--size", default=240, show_default=True, type=int, metavar="N", help="Target number of items.")
@@ -128,7 +129,8 @@ def suite_build_cmd(bbq_dir, size, seed, out_path) -> None:
     items = sample_suite(load_bbq_dir(path), size, seed)
     manifest = build_suite_manifest(items, path, size, seed)
     write_suite(out_path, manifest)
-    click.echo(f"wrote {out_path}: {manifest['n_items']} items, digest {manifest['digest']}")
+    note = "" if manifest["n_items"] == size else f" (requested {size}; whole template instances of 4 items, spread over categories)"
+    click.echo(f"wrote {out_path}: {manifest['n_items']} items{note}, digest {manifest['digest']}")
 
 
 @cli.group("bbq")
@@ -136,7 +138,7 @@ def bbq_group() -> None:
     """BBQ utilities."""
 
 
-@bbq_group.command("score", epilog=EXIT_CODES_HELP)
+@bbq_group.command("score", epilog=TOOL_EXIT_CODES_HELP)
 @click.option("--bbq-dir", metavar="DIR", envvar="PRUNEGATE_BBQ_DIR", show_envvar=True, default=None,
               help="Directory in the official BBQ layout (<Category>.jsonl).")
 @click.option("--predictions", "pred_path", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
@@ -163,13 +165,20 @@ def bbq_score_cmd(bbq_dir, pred_path, pred_column, out_path) -> None:
     items = load_bbq_dir(path)
     preds = read_predictions(pred_path, pred_column)
     kept_items, kept_preds, counts = align_predictions(items, preds)
-    if counts["n_unknown_items"]:
-        example = next(k for k in preds if k not in {it.uid for it in items})
-        raise InputError(f"predictions file {pred_path}: {counts['n_unknown_items']} rows name items not in {path} (e.g. {example}); "
+    if counts.pop("n_unknown_items"):
+        known = {it.uid for it in items}
+        unknown = [k for k in preds if k not in known]
+        raise InputError(f"predictions file {pred_path}: {len(unknown)} row(s) name items not in {path} (e.g. {unknown[0]}); "
                          "pass the BBQ directory the predictions were made on")
     if not kept_items:
         raise InputError(f"predictions file {pred_path}: no row has a usable prediction in column {pred_column}")
+    if counts["n_unmatched_dropped"]:
+        shown = ", ".join(counts["unmatched_dropped_uids"][:5]) + (" ..." if counts["n_unmatched_dropped"] > 5 else "")
+        click.echo(f"note: {counts['n_unmatched_dropped']} prediction(s) matched no option and were dropped, as the "
+                   f"official BBQ analysis does: {shown}", err=True)
     result = {"predictions": str(pred_path), "pred_column": pred_column, "bbq_dir": str(path), **counts,
+              "scale": "accuracies, SRS and USR are fractions in [0, 1]; s_amb and s_dis are in [-1, 1] "
+                       "(the BBQ paper reports them x100)",
               "metrics": bbq_scores(kept_items, kept_preds)}
     if out_path:
         write_json_atomic(out_path, result)

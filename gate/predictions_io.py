@@ -40,7 +40,9 @@ def read_predictions(path: Path, column: str = "pred_index") -> dict[str, int | 
             rows = ((i + 2, r) for i, r in enumerate(reader))
             missing = {"category", "example_id", column} - set(reader.fieldnames or [])
             if missing:
-                raise InputError(f"predictions file {path}: missing column(s) {', '.join(sorted(missing))}")
+                hint = f"; choose the prediction column with --pred-column" if column in missing else ""
+                raise InputError(f"predictions file {path}: missing column(s) {', '.join(sorted(missing))} "
+                                 f"(columns present: {', '.join(reader.fieldnames or []) or 'none'}){hint}")
         else:
             def _jsonl():
                 for n, line in enumerate(f, 1):
@@ -48,7 +50,8 @@ def read_predictions(path: Path, column: str = "pred_index") -> dict[str, int | 
                         try:
                             yield n, json.loads(line)
                         except json.JSONDecodeError as exc:
-                            raise InputError(f"predictions file {path}:{n}: not valid JSON ({exc.msg})") from None
+                            raise InputError(f"predictions file {path}:{n}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                                             "write one JSON object per line") from None
             rows = _jsonl()
         for n, row in rows:
             try:
@@ -78,7 +81,8 @@ def align_predictions(items: Sequence[BBQItem], preds: dict[str, int | None]) ->
 
     Returns:
         ``(items_kept, preds_kept, counts)`` with counts ``{"n_predictions", "n_scored", "n_unmatched_dropped",
-        "n_unknown_items"}``; ``n_unknown_items`` are predictions for items not in the BBQ directory.
+        "unmatched_dropped_uids", "n_unknown_items"}``; ``n_unknown_items`` are predictions for items not in the
+        BBQ directory.
     """
     by_uid = {it.uid: it for it in items}
     unknown = [k for k in preds if k not in by_uid]
@@ -87,5 +91,6 @@ def align_predictions(items: Sequence[BBQItem], preds: dict[str, int | None]) ->
         "n_predictions": len(preds),
         "n_scored": len(kept),
         "n_unmatched_dropped": sum(1 for k, v in preds.items() if k in by_uid and v is None),
+        "unmatched_dropped_uids": [k for k, v in preds.items() if k in by_uid and v is None],
         "n_unknown_items": len(unknown),
     }
