@@ -26,5 +26,6 @@ def sha256_tree(directory: str | Path) -> str:
 
 
 def sha256_json(obj: object) -> str:
-    """Hex SHA-256 of ``obj`` serialized as canonical JSON (sorted keys, no spaces)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    """Hex SHA-256 of ``obj`` as canonical JSON: sorted keys, no spaces, UTF-8 without ASCII escaping, no NaN."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

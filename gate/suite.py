@@ -13,18 +13,16 @@ items with the same text.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import random
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Sequence
 
-from exporters.digest import sha256_file
+from exporters.digest import sha256_file, sha256_json
 from gate.bbq_data import CATEGORIES, METADATA_FILE, BBQItem
 from gate.errors import InputError
+from gate.report import write_json_atomic
 
 
 def template_instances(items: Sequence[BBQItem]) -> dict[str, list[BBQItem]]:
@@ -136,12 +134,6 @@ SAMPLING_DESCRIPTION = (
 _REBUILD = "rebuild it with `prunegate suite build`"
 
 
-def _canonical_digest(obj: dict) -> str:
-    """SHA-256 of the canonical JSON (sorted keys, no spaces, UTF-8, no ASCII escaping) of ``obj``."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _source_file(bbq_dir: Path, category: str) -> Path:
     return Path(bbq_dir) / f"{category}.jsonl"
 
@@ -187,7 +179,7 @@ def build_suite_manifest(items_selected: Sequence[BBQItem], bbq_dir: Path, size:
         "source_files": sources,
         "sampling": SAMPLING_DESCRIPTION,
     }
-    manifest["digest"] = _canonical_digest(manifest)
+    manifest["digest"] = sha256_json(manifest)
     return manifest
 
 
@@ -201,20 +193,7 @@ def write_suite(path: Path, manifest: dict) -> None:
         path: destination file (parent directories are created).
         manifest: the manifest; it is written as given (its digest is not recomputed).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2, ensure_ascii=False, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_json_atomic(Path(path), manifest)
 
 
 def load_suite(path: Path, items_all: Sequence[BBQItem], bbq_dir: Path) -> tuple[list[BBQItem], dict]:
@@ -256,7 +235,7 @@ def load_suite(path: Path, items_all: Sequence[BBQItem], bbq_dir: Path) -> tuple
     if missing:
         raise InputError(f"BBQ suite file {path} lacks field(s) {', '.join(missing)}; {_REBUILD}")
     body = {k: v for k, v in manifest.items() if k != "digest"}
-    if manifest["digest"] != _canonical_digest(body):
+    if manifest["digest"] != sha256_json(body):
         raise InputError(f"BBQ suite file {path} was modified after it was built (digest mismatch); {_REBUILD}")
     uids = manifest["item_uids"]
     sources = manifest["source_files"]
