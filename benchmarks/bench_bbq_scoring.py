@@ -26,7 +26,6 @@ This is a benchmark, not a test: it asserts nothing and the machine may be share
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics

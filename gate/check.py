@@ -19,7 +19,7 @@ from typing import Callable
 
 from exporters.candidates import CandidateSpec, parse_candidate
 from exporters.digest import sha256_json
-from hardware_profiles import HardwareProfile, ProfileError, load_profile
+from hardware_profiles import ProfileError, load_profile
 
 from .bench import BenchSettings, measure_variants
 from .bbq_data import accuracy_only_categories, load_bbq_dir

@@ -40,7 +40,7 @@ def read_predictions(path: Path, column: str = "pred_index") -> dict[str, int | 
             rows = ((i + 2, r) for i, r in enumerate(reader))
             missing = {"category", "example_id", column} - set(reader.fieldnames or [])
             if missing:
-                hint = f"; choose the prediction column with --pred-column" if column in missing else ""
+                hint = "; choose the prediction column with --pred-column" if column in missing else ""
                 raise InputError(f"predictions file {path}: missing column(s) {', '.join(sorted(missing))} "
                                  f"(columns present: {', '.join(reader.fieldnames or []) or 'none'}){hint}")
         else:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import types
 
 import numpy as np
-import pytest
 import torch
 
 from gate.bbq_scoring import build_prompt, score_items, score_options
