@@ -28,7 +28,7 @@ from .environment import environment
 from .errors import InputError
 from .ort_decoder import OrtDecoder, SessionConfig
 from .paired_stats import paired_comparison
-from .policy import Policy, evaluate
+from .policy import Policy, evaluate, export_findings
 from .report import SCHEMA_VERSION, write_json_atomic
 from .bbq_scoring import check_scoring_options, describe_scoring
 from .suite import build_suite_manifest, load_suite, sample_suite
@@ -236,81 +236,19 @@ def _suite_summary(all_items, suite, manifest: dict) -> dict:
 
 
 def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) -> None:
-    from exporters.artifact import describe_artifact
-    from exporters.model_source import load_causal_lm, load_tokenizer, materialize_checkpoint
-    from exporters.onnx_export import cached_export, export_onnx
-    from exporters.pruning import prune_model
-    from exporters.verify import verify_export
+    from exporters.model_source import load_tokenizer, materialize_checkpoint
 
-    t = time.time()
     timings = report["timings_s"]
-    work = opts.work_dir
-    dense_ckpt = materialize_checkpoint(source, work, log)
+    t = time.time()
+    dense_ckpt = materialize_checkpoint(source, opts.work_dir, log)
+    tokenizer = load_tokenizer(dense_ckpt)
     variants = [_Variant("dense", "baseline", None, checkpoint=dense_ckpt)]
     variants += [_Variant(s.spec, "candidate", s) for s in specs]
     timings["load_model"] = time.time() - t
 
-    # ---- artifacts: compress, export, verify (skipped for exports already in the cache)
     t = time.time()
-    tokenizer = load_tokenizer(dense_ckpt)
     for v in variants:
-        if v.role == "baseline":
-            key = source.digest
-            compression: dict = {"method": "none"}
-
-            def load_model(v=v):
-                return load_causal_lm(dense_ckpt)[0]
-        elif v.spec.method == "checkpoint":
-            cs = cand_sources[v.spec.spec]
-            key = cs.digest
-            compression = {"method": "checkpoint", "path": str(cs.path), "sha256": cs.digest, "format": cs.kind}
-            if cs.kind == "onnx_dir":
-                v.onnx_dir = cs.path
-            else:
-                v.checkpoint = materialize_checkpoint(cs, work, log)
-
-            def load_model(v=v):
-                model = load_causal_lm(v.checkpoint)[0]
-                _check_same_vocabulary(model, tokenizer, v.name)
-                return model
-        else:
-            key = sha256_json({"base": source.digest, "method": v.spec.method, "sparsity": v.spec.sparsity, "seed": opts.seed})
-            compression = {"method": v.spec.method, "claimed_sparsity": v.spec.sparsity, "seed": opts.seed}
-
-            def load_model(v=v, compression=compression):
-                model = load_causal_lm(dense_ckpt)[0]
-                log(f"pruning {v.name}: {v.spec.method} at sparsity {v.spec.sparsity}")
-                tp = time.time()
-                compression.update(prune_model(model, v.spec.method, v.spec.sparsity, seed=opts.seed))
-                compression["seconds"] = time.time() - tp
-                return model
-        if v.onnx_dir is not None:
-            meta = {"export_s": None, "reused": True, "note": "user-supplied ONNX export"}
-            verification = {"passed": None, "note": "user-supplied ONNX export: no PyTorch model to compare with"}
-        else:
-            model = None
-            if cached_export(work, key) is None:
-                model = load_model()
-                if v.checkpoint is None:
-                    v.checkpoint = _save_checkpoint(model, tokenizer, work, key, log)
-
-            def checks(onnx_dir: Path, model=model, compression=compression) -> dict:
-                return {"verification": verify_export(model, tokenizer, onnx_dir), "compression": compression}
-
-            v.onnx_dir, meta = export_onnx(v.checkpoint or dense_ckpt, work, key, log, label=v.name, after_export=checks)
-            verification, compression = meta["checks"]["verification"], meta["checks"]["compression"]
-            if not verification["passed"]:
-                log(f"export check failed for {v.name}: max |Δlogit| {verification['max_abs_logit_diff']:.3g} > {verification['tolerance']:.3g}")
-            del model
-            gc.collect()
-        v.entry = {
-            "name": v.name,
-            "role": v.role,
-            "compression": compression,
-            "claims_sparsity": bool(v.spec and v.spec.claims_sparsity),
-            "artifact": describe_artifact(v.onnx_dir),
-            "export": {"seconds": meta.get("export_s"), "reused": meta.get("reused"), "verification": verification},
-        }
+        v.entry = _build_artifact(v, opts, source, dense_ckpt, cand_sources, tokenizer, log)
         report["variants"].append(v.entry)
     if opts.scoring_mode == "letter":  # fail now, not after the benchmark, if the tokenizer cannot do letters
         from .bbq_scoring import build_letter_prompt, letter_prompt_ids
@@ -318,71 +256,143 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
         letter_prompt_ids(tokenizer, build_letter_prompt(tokenizer, suite[0].context, suite[0].question, suite[0].answers))
     timings["artifacts"] = time.time() - t
 
-    # ---- measurements on ONNX Runtime (fresh child processes, interleaved)
     t = time.time()
-    log(f"measuring {len(variants)} artifacts on ONNX Runtime ({', '.join(session.providers)}, {session.intra_op_threads} threads)")
-    bench = measure_variants([(v.name, v.onnx_dir / "model.onnx") for v in variants], session, opts.bench, log=log)
-    for v in variants:
-        v.entry["bench"] = bench[v.name]
-    report["environment"]["execution_providers_used"] = sorted({p for v in variants for p in v.entry["bench"]["providers_used"]})
+    _measure(variants, session, opts.bench, report, log)
     timings["bench"] = time.time() - t
 
-    # ---- BBQ predictions on each artifact
     t = time.time()
-    from .bbq_scoring import score_items
-
-    preds: dict[str, list[int]] = {}
-    pred_dir = opts.out_dir / "predictions"
-    pred_dir.mkdir(parents=True, exist_ok=True)
-    for v in variants:
-        log(f"scoring {len(suite)} BBQ items on {v.name}")
-        decoder = OrtDecoder(v.onnx_dir / "model.onnx", session)
-        final = pred_dir / f"{_slug(v.name)}.jsonl"
-        partial = final.with_suffix(".jsonl.partial")
-        with open(partial, "w", encoding="utf-8") as f:
-
-            def on_item(i, s, f=f):
-                it = suite[i]
-                f.write(json.dumps({
-                    "uid": s.uid, "category": it.category, "example_id": it.example_id,
-                    "context_condition": it.context_condition, "question_polarity": it.question_polarity,
-                    "label": it.label, "unknown_index": it.unknown_index, "bias_target_index": it.bias_target_index,
-                    "pred_index": s.pred, "loglik": list(s.loglik), "n_tokens": list(s.n_tokens),
-                }) + "\n")
-                f.flush()
-
-            scores, seconds = score_items(decoder, tokenizer, suite, on_item, mode=opts.scoring_mode,
-                                          length_normalize=opts.length_normalize, permute_options=opts.permute_options)
-        os.replace(partial, final)
-        preds[v.name] = [s.pred for s in scores]
-        metrics = bbq_scores(suite, preds[v.name])
-        v.entry["bbq"] = {
-            **metrics,
-            "scoring": describe_scoring(opts.scoring_mode, opts.length_normalize, opts.permute_options, tokenizer),
-            "seconds": seconds,
-            "seconds_per_item": seconds / max(1, len(suite)),
-            "predictions": str(final),
-        }
-        del decoder
+    preds = {v.name: _score_bbq(v, suite, tokenizer, session, opts, log) for v in variants}
     for v in variants[1:]:
         v.entry["paired_vs_baseline"] = paired_comparison(suite, preds["dense"], preds[v.name], seed=opts.seed)
     timings["bbq"] = time.time() - t
 
-    # ---- findings and verdict
-    base = variants[0].entry
-    findings = []
-    for v in variants:
-        ok = v.entry["export"]["verification"]["passed"]
-        if ok is False:
-            findings.append({"id": "export.verify", "variant": v.name, "status": "fail",
-                             "message": "ONNX Runtime logits differ from PyTorch beyond tolerance", "values": v.entry["export"]["verification"]})
+    findings = [f for v in variants for f in export_findings(v.entry)]
     for v in variants[1:]:
-        findings += [f.to_dict() for f in evaluate(base, v.entry, v.entry["claims_sparsity"])]
-    report["findings"] = findings
-    failed = any(f["status"] == "fail" for f in findings)
+        findings += evaluate(variants[0].entry, v.entry, v.entry["claims_sparsity"])
+    report["findings"] = [f.to_dict() for f in findings]
+    failed = any(f.status == "fail" for f in findings)
     report["verdict"] = "fail" if failed else "pass"
     report["exit_code"] = EXIT_FAIL if failed else EXIT_PASS
     report["partial"] = False
+
+
+def _build_artifact(v: _Variant, opts, source, dense_ckpt: Path, cand_sources, tokenizer, log) -> dict:
+    """Compress (if needed), export and verify one variant; a cached export is reused as it is.
+
+    Returns:
+        the variant's report entry: ``name``, ``role``, ``compression``, ``claims_sparsity``, ``artifact``, ``export``.
+    """
+    from exporters.artifact import describe_artifact
+    from exporters.model_source import load_causal_lm, materialize_checkpoint
+    from exporters.onnx_export import cached_export, export_onnx
+    from exporters.pruning import prune_model
+    from exporters.verify import verify_export
+
+    work = opts.work_dir
+    if v.role == "baseline":
+        key = source.digest
+        compression: dict = {"method": "none"}
+
+        def load_model():
+            return load_causal_lm(dense_ckpt)[0]
+    elif v.spec.method == "checkpoint":
+        cs = cand_sources[v.spec.spec]
+        key = cs.digest
+        compression = {"method": "checkpoint", "path": str(cs.path), "sha256": cs.digest, "format": cs.kind}
+        if cs.kind == "onnx_dir":
+            v.onnx_dir = cs.path
+        else:
+            v.checkpoint = materialize_checkpoint(cs, work, log)
+
+        def load_model():
+            model = load_causal_lm(v.checkpoint)[0]
+            _check_same_vocabulary(model, tokenizer, v.name)
+            return model
+    else:
+        key = sha256_json({"base": source.digest, "method": v.spec.method, "sparsity": v.spec.sparsity, "seed": opts.seed})
+        compression = {"method": v.spec.method, "claimed_sparsity": v.spec.sparsity, "seed": opts.seed}
+
+        def load_model():
+            model = load_causal_lm(dense_ckpt)[0]
+            log(f"pruning {v.name}: {v.spec.method} at sparsity {v.spec.sparsity}")
+            tp = time.time()
+            compression.update(prune_model(model, v.spec.method, v.spec.sparsity, seed=opts.seed))
+            compression["seconds"] = time.time() - tp
+            return model
+
+    if v.onnx_dir is not None:
+        meta = {"export_s": None, "reused": True, "note": "user-supplied ONNX export"}
+        verification = {"passed": None, "note": "user-supplied ONNX export: no PyTorch model to compare with"}
+    else:
+        model = None
+        if cached_export(work, key) is None:
+            model = load_model()
+            if v.checkpoint is None:
+                v.checkpoint = _save_checkpoint(model, tokenizer, work, key, log)
+
+        def checks(onnx_dir: Path) -> dict:
+            return {"verification": verify_export(model, tokenizer, onnx_dir), "compression": compression}
+
+        v.onnx_dir, meta = export_onnx(v.checkpoint or dense_ckpt, work, key, log, label=v.name, after_export=checks)
+        verification, compression = meta["checks"]["verification"], meta["checks"]["compression"]
+        if not verification["passed"]:
+            log(f"export check failed for {v.name}: max |Δlogit| {verification['max_abs_logit_diff']:.3g} > {verification['tolerance']:.3g}")
+        del model
+        gc.collect()
+    return {
+        "name": v.name,
+        "role": v.role,
+        "compression": compression,
+        "claims_sparsity": bool(v.spec and v.spec.claims_sparsity),
+        "artifact": describe_artifact(v.onnx_dir),
+        "export": {"seconds": meta.get("export_s"), "reused": meta.get("reused"), "verification": verification},
+    }
+
+
+def _measure(variants: list[_Variant], session: SessionConfig, settings: BenchSettings, report: dict, log) -> None:
+    """Latency and memory of every artifact on ONNX Runtime (fresh child processes, interleaved)."""
+    log(f"measuring {len(variants)} artifacts on ONNX Runtime ({', '.join(session.providers)}, {session.intra_op_threads} threads)")
+    bench = measure_variants([(v.name, v.onnx_dir / "model.onnx") for v in variants], session, settings, log=log)
+    for v in variants:
+        v.entry["bench"] = bench[v.name]
+    report["environment"]["execution_providers_used"] = sorted({p for v in variants for p in v.entry["bench"]["providers_used"]})
+
+
+def _score_bbq(v: _Variant, suite, tokenizer, session: SessionConfig, opts, log) -> list[int]:
+    """Score the suite on one artifact; predictions are streamed to ``predictions/<variant>.jsonl.partial``
+    and renamed when complete. Sets ``v.entry["bbq"]`` and returns the predicted option per item."""
+    from .bbq_scoring import score_items
+
+    log(f"scoring {len(suite)} BBQ items on {v.name}")
+    pred_dir = opts.out_dir / "predictions"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    decoder = OrtDecoder(v.onnx_dir / "model.onnx", session)
+    final = pred_dir / f"{_slug(v.name)}.jsonl"
+    partial = final.with_suffix(".jsonl.partial")
+    with open(partial, "w", encoding="utf-8") as f:
+
+        def on_item(i, s):
+            it = suite[i]
+            f.write(json.dumps({
+                "uid": s.uid, "category": it.category, "example_id": it.example_id,
+                "context_condition": it.context_condition, "question_polarity": it.question_polarity,
+                "label": it.label, "unknown_index": it.unknown_index, "bias_target_index": it.bias_target_index,
+                "pred_index": s.pred, "loglik": list(s.loglik), "n_tokens": list(s.n_tokens),
+            }) + "\n")
+            f.flush()
+
+        scores, seconds = score_items(decoder, tokenizer, suite, on_item, mode=opts.scoring_mode,
+                                      length_normalize=opts.length_normalize, permute_options=opts.permute_options)
+    os.replace(partial, final)
+    preds = [s.pred for s in scores]
+    v.entry["bbq"] = {
+        **bbq_scores(suite, preds),
+        "scoring": describe_scoring(opts.scoring_mode, opts.length_normalize, opts.permute_options, tokenizer),
+        "seconds": seconds,
+        "seconds_per_item": seconds / max(1, len(suite)),
+        "predictions": str(final),
+    }
+    return preds
 
 
 def _check_same_vocabulary(model, tokenizer, name: str) -> None:

@@ -71,6 +71,23 @@ def _status(ok: bool) -> str:
     return "pass" if ok else "fail"
 
 
+def export_findings(entry: dict) -> list[Finding]:
+    """``export.verify``: a failed ONNX-vs-PyTorch check (see ``exporters.verify``) fails the variant.
+
+    Args:
+        entry: a variant's report entry (``name``, ``export.verification``).
+
+    Returns:
+        one failing finding when the verification ran and failed, else nothing (``passed`` is ``None``
+        for user-supplied ONNX exports, which have no PyTorch model to compare with).
+    """
+    verification = entry["export"]["verification"]
+    if verification.get("passed") is False:
+        return [Finding("export.verify", entry["name"], "fail",
+                        "ONNX Runtime logits differ from PyTorch beyond tolerance", verification)]
+    return []
+
+
 def evaluate(baseline: dict, candidate: dict, claims_sparsity: bool, policy: Policy = Policy()) -> list[Finding]:
     """Compare one candidate with the dense baseline.
 

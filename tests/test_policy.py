@@ -55,3 +55,14 @@ def test_speedup_ci_contains_one_for_identical_distributions():
     ci = speedup_ci(a, b)
     assert ci["ci_low_x"] <= 1.0 <= ci["ci_high_x"]
     assert ci["ci_low_x"] <= ci["speedup_x"] <= ci["ci_high_x"]
+
+
+def test_failed_export_verification_is_a_failing_finding():
+    from gate.policy import export_findings
+
+    bad = {"name": "c", "export": {"verification": {"passed": False, "max_abs_logit_diff": 3.0}}}
+    good = {"name": "c", "export": {"verification": {"passed": True}}}
+    user_onnx = {"name": "c", "export": {"verification": {"passed": None}}}
+    (f,) = export_findings(bad)
+    assert (f.id, f.status, f.values["max_abs_logit_diff"]) == ("export.verify", "fail", 3.0)
+    assert export_findings(good) == [] and export_findings(user_onnx) == []
