@@ -22,7 +22,7 @@ from exporters.digest import sha256_json
 from hardware_profiles import ProfileError, load_profile
 
 from .bench import BenchSettings, measure_variants
-from .bbq_data import accuracy_only_categories, load_bbq_dir
+from .bbq_data import HOW_TO_GET_BBQ, accuracy_only_categories, load_bbq_dir
 from .bbq_metrics import bbq_scores
 from .environment import environment
 from .errors import InputError
@@ -35,7 +35,6 @@ from .suite import build_suite_manifest, load_suite, sample_suite
 
 EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_EXECUTION = 0, 1, 2, 4
 BBQ_ENV = "PRUNEGATE_BBQ_DIR"
-BBQ_HINT = "get the official files from github.com/nyu-mll/BBQ (data/<Category>.jsonl) and pass --bbq-dir DIR or set PRUNEGATE_BBQ_DIR"
 
 
 @dataclass(frozen=True)
@@ -93,17 +92,15 @@ def resolve_bbq_dir(bbq_dir: str | None) -> Path:
     """``--bbq-dir`` or ``$PRUNEGATE_BBQ_DIR``.
 
     Raises:
-        InputError: neither given, or the directory does not exist.
+        InputError: neither given, or the path is a file (a missing directory is left to ``load_bbq_dir``).
     """
     value = bbq_dir or os.environ.get(BBQ_ENV)
     if not value:
-        raise InputError(f"no BBQ data given; {BBQ_HINT}")
+        raise InputError(f"no BBQ data given; {HOW_TO_GET_BBQ}")
     path = Path(value).expanduser()
     if path.is_file():
         raise InputError(f"BBQ path {path} is a file; pass the directory that holds the <Category>.jsonl files")
-    if not path.is_dir():
-        raise InputError(f"BBQ directory {path} does not exist; {BBQ_HINT}")
-    return path
+    return path  # a missing directory is reported by load_bbq_dir
 
 
 def _writable_dir(path: Path, option: str) -> None:
