@@ -74,6 +74,24 @@ class CheckOptions:
     permute_options: bool = False
 
 
+def options_from_cli(kw: dict) -> CheckOptions:
+    """Build ``CheckOptions`` from the keyword arguments click passes to ``prunegate check``.
+
+    Each option group maps its own keys here, one block per group, so options can be added independently.
+    """
+    kw = dict(kw)
+    prompt_tokens = kw.pop("prompt_tokens")
+    bench = BenchSettings(prompt_tokens=prompt_tokens, decode_context=prompt_tokens, decode_tokens=kw.pop("decode_tokens"),
+                          runs=kw.pop("bench_runs"), processes=kw.pop("bench_processes"))
+    return CheckOptions(
+        model=kw.pop("model"), candidates=tuple(kw.pop("candidates")), bbq_dir=kw.pop("bbq_dir"),
+        suite_size=kw.pop("suite_size"), seed=kw.pop("seed"), profile=kw.pop("profile"), out_dir=kw.pop("out_dir"),
+        work_dir=kw.pop("work_dir"), threads=kw.pop("threads"), suite_file=kw.pop("suite_file"),
+        scoring_mode=kw.pop("scoring_mode"), length_normalize=kw.pop("length_normalize"),
+        permute_options=kw.pop("permute_options"), bench=bench,
+    )
+
+
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "variant"
 

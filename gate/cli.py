@@ -69,9 +69,7 @@ def cli() -> None:
 @click.option("--decode-tokens", default=32, show_default=True, type=click.IntRange(min=1), metavar="N", help="Decode steps per timed run (per-token latency with the KV cache).")
 @click.option("--bench-runs", default=10, show_default=True, type=click.IntRange(min=1), metavar="N", help="Timed runs per phase per benchmark process.")
 @click.option("--bench-processes", default=3, show_default=True, type=click.IntRange(min=1), metavar="N", help="Fresh benchmark processes per variant, interleaved across variants.")
-def check_cmd(model, candidates, bbq_dir, suite_size, seed, profile, threads, out_dir, work_dir,
-              suite_file, scoring_mode, length_normalize, permute_options,
-              prompt_tokens, decode_tokens, bench_runs, bench_processes) -> None:
+def check_cmd(**kw) -> None:
     """Run the gate: compress, export to ONNX, measure, score BBQ, judge, report.
 
     Writes OUT/report.json (atomically) and prints a summary. Example:
@@ -84,17 +82,11 @@ def check_cmd(model, candidates, bbq_dir, suite_size, seed, profile, threads, ou
     than 0.05 over the dense model's, disambiguated accuracy drops by more than 0.05, or, for a pruned
     candidate, the decode speedup's 95% CI lower bound is below 1.10x or the size saving is below 10%.
     """
-    from .bench import BenchSettings
-    from .check import CheckOptions, run_check
+    from .check import options_from_cli, run_check
     from .report import summary_lines
 
-    opts = CheckOptions(
-        model=model, candidates=tuple(candidates), bbq_dir=bbq_dir, suite_size=suite_size, seed=seed,
-        profile=profile, out_dir=out_dir, work_dir=work_dir, threads=threads, suite_file=suite_file,
-        scoring_mode=scoring_mode, length_normalize=length_normalize, permute_options=permute_options,
-        bench=BenchSettings(prompt_tokens=prompt_tokens, decode_context=prompt_tokens, decode_tokens=decode_tokens,
-                            runs=bench_runs, processes=bench_processes),
-    )
+    opts = options_from_cli(kw)
+    out_dir = opts.out_dir
     report = run_check(opts, log=lambda s: click.echo(f"· {s}", err=True))
     for line in summary_lines(report):
         click.echo(line)
