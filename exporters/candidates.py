@@ -1,19 +1,35 @@
 """``--candidate`` specifications: a built-in compression or a user's compressed checkpoint.
 
-Built-in syntax: ``METHOD:SPARSITY`` with METHOD in ``magnitude`` (unstructured, one threshold per
-weight matrix) or ``random`` (seeded), SPARSITY a fraction in [0, 1), e.g. ``magnitude:0.5``.
-Anything that names an existing path is a user checkpoint: a Hugging Face directory, a ``.gguf`` file,
-or an optimum ONNX export directory (``model.onnx``).
+Grammar (case-insensitive, spaces ignored)::
+
+    SPEC    := PRUNE | QUANT | PRUNE "+" QUANT | PATH
+    PRUNE   := METHOD ":" SPARSITY          unstructured, SPARSITY a fraction in [0, 1)   e.g. wanda:0.5
+             | METHOD ":" N ":" M           N:M — N zeros in every group of M consecutive input
+                                            weights of each row (0 < N < M)              e.g. sparsegpt:2:4
+             | "structured:" RATIO          remove RATIO of the MLP neurons of every layer e.g. structured:0.3
+    METHOD  := magnitude | random | wanda | sparsegpt
+    QUANT   := int8 | int4                  ONNX Runtime quantization of the exported artifact
+
+Anything that names an existing path is a user checkpoint (a Hugging Face directory, a ``.gguf`` file or
+an optimum ONNX export directory), whatever it looks like. ``N:M`` follows the Wanda/SparseGPT reference
+code, where the first number counts the **zeros** (notes/pruning.md §6.1), so ``2:4`` is 50 % sparse.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from gate.errors import InputError
 
-BUILTIN_METHODS = ("magnitude", "random")
+UNSTRUCTURED_METHODS = ("magnitude", "random", "wanda", "sparsegpt")
+STRUCTURED_METHOD = "structured"
+BUILTIN_METHODS = (*UNSTRUCTURED_METHODS, STRUCTURED_METHOD)
+CALIBRATED_METHODS = ("wanda", "sparsegpt", STRUCTURED_METHOD)
+QUANTIZATIONS = ("int8", "int4")
+EXAMPLES = "magnitude:0.5, wanda:0.5, wanda:2:4, sparsegpt:0.5, structured:0.3, int8, int4, wanda:0.5+int8"
+_NUMBER = re.compile(r"^[-+]?[0-9]*\.?[0-9]+(e-?[0-9]+)?$")
 
 
 @dataclass(frozen=True)
@@ -21,49 +37,128 @@ class CandidateSpec:
     """A parsed ``--candidate``.
 
     Attributes:
-        spec: the text the user gave (also the candidate's name in the report).
-        method: ``"magnitude"``, ``"random"`` or ``"checkpoint"``.
-        sparsity: target sparsity (fraction) for built-in methods; ``None`` for checkpoints.
+        spec: the text the user gave, stripped (also the candidate's name in the report).
+        method: ``"magnitude"``, ``"random"``, ``"wanda"``, ``"sparsegpt"``, ``"structured"``,
+            ``"none"`` (quantization only) or ``"checkpoint"``.
+        sparsity: claimed fraction of pruned weights: the given value for unstructured pruning, ``N/M``
+            for an ``N:M`` pattern, the neuron ratio for ``structured``; ``None`` for ``none``/checkpoints.
+        pattern: ``(N, M)`` for N:M pruning, else ``None``.
+        quantization: ``"int8"``, ``"int4"`` or ``None``.
         path: the checkpoint path for ``"checkpoint"``.
     """
 
     spec: str
     method: str
     sparsity: float | None = None
+    pattern: tuple[int, int] | None = None
+    quantization: str | None = None
     path: Path | None = None
 
     @property
+    def prunes(self) -> bool:
+        """True when a built-in pruning method runs (even at sparsity 0)."""
+        return self.method in BUILTIN_METHODS
+
+    @property
+    def needs_calibration(self) -> bool:
+        """True when the pruning method reads calibration data (Wanda, SparseGPT, structured Wanda-SP)."""
+        return self.method in CALIBRATED_METHODS
+
+    @property
+    def pattern_label(self) -> str | None:
+        """``"unstructured"``, ``"N:M"``, ``"mlp_neurons"`` or ``None`` (no built-in pruning)."""
+        if self.method == STRUCTURED_METHOD:
+            return "mlp_neurons"
+        if self.pattern:
+            return f"{self.pattern[0]}:{self.pattern[1]}"
+        return "unstructured" if self.prunes else None
+
+    @property
     def claims_sparsity(self) -> bool:
-        """True when the candidate is a pruned model (so a speedup or size saving is expected of it)."""
-        return self.method in BUILTIN_METHODS and bool(self.sparsity)
+        """True when the candidate is pruned at a sparsity above 0 (zeros or removed neurons are claimed)."""
+        return self.prunes and bool(self.sparsity)
+
+    @property
+    def claims(self) -> dict:
+        """What the candidate claims to gain, for the efficiency checks.
+
+        Returns:
+            ``{"sparsity": bool, "structural_reduction": bool, "quantization": str|None, "size_saving": bool,
+            "speedup": bool}``. A pruned (sparsity > 0) or quantized candidate claims a size saving and a
+            speedup (that is why one compresses for an edge device; the gate checks whether it is real);
+            only structured pruning and quantization shrink the dense artifact itself.
+        """
+        efficiency = self.claims_sparsity or self.quantization is not None
+        return {
+            "sparsity": self.claims_sparsity,
+            "structural_reduction": self.method == STRUCTURED_METHOD and self.claims_sparsity,
+            "quantization": self.quantization,
+            "size_saving": efficiency,
+            "speedup": efficiency,
+        }
+
+    def compression_key(self) -> dict:
+        """The parts of the spec that determine the compressed model (for cache keys; JSON-serializable)."""
+        key: dict = {"method": self.method, "sparsity": self.sparsity}
+        if self.pattern:
+            key["pattern"] = list(self.pattern)
+        return key
 
 
 def parse_candidate(spec: str) -> CandidateSpec:
-    """Parse one ``--candidate`` value.
+    """Parse one ``--candidate`` value (grammar in the module docstring).
 
     Raises:
-        InputError: unknown method, malformed or out-of-range sparsity, or a path that does not exist.
+        InputError: unknown method, malformed spec, sparsity outside [0, 1), an N:M pattern with
+            ``N >= M`` or ``N < 1``, two quantizations (``+int8+int4``), quantization before pruning, or a
+            path that does not exist.
     """
     text = spec.strip()
-    if ":" in text and not Path(text).expanduser().exists():
-        method, _, value = text.partition(":")
-        method = method.strip().lower()
-        if method not in BUILTIN_METHODS:
-            raise InputError(
-                f"--candidate {spec!r}: unknown method {method!r}; use one of {', '.join(m + ':0.5' for m in BUILTIN_METHODS)} or a checkpoint path"
-            )
-        try:
-            sparsity = float(value)
-        except ValueError:
-            raise InputError(f"--candidate {spec!r}: sparsity {value!r} is not a number; write e.g. {method}:0.5") from None
+    if not text:
+        raise InputError(f"--candidate {spec!r}: empty; use e.g. {EXAMPLES} or a checkpoint path")
+    if Path(text).expanduser().exists():
+        return CandidateSpec(spec=text, method="checkpoint", path=Path(text).expanduser())
+    norm = re.sub(r"\s+", "", text.lower())
+    parts = norm.split("+")
+    quants = [p for p in parts if p in QUANTIZATIONS]
+    if len(quants) > 1:
+        raise InputError(f"--candidate {spec!r}: more than one quantization ({'+'.join(quants)}); pick one, e.g. wanda:0.5+int8")
+    if len(parts) > 2 or (len(parts) == 2 and not quants):
+        raise InputError(f"--candidate {spec!r}: combine at most one pruning and one quantization, pruning first, e.g. wanda:0.5+int8")
+    if quants and parts[-1] not in QUANTIZATIONS:
+        raise InputError(f"--candidate {spec!r}: write the pruning first and the quantization last, e.g. {parts[-1]}+{quants[0]}")
+    quant = quants[0] if quants else None
+    if len(parts) == 1 and quant:
+        return CandidateSpec(spec=text, method="none", quantization=quant)
+    prune = _parse_pruning(parts[0], spec)
+    return CandidateSpec(spec=text, method=prune[0], sparsity=prune[1], pattern=prune[2], quantization=quant)
+
+
+def _parse_pruning(part: str, spec: str) -> tuple[str, float, tuple[int, int] | None]:
+    """``(method, sparsity, pattern)`` of one pruning term such as ``wanda:0.5`` or ``sparsegpt:2:4``."""
+    method, _, rest = part.partition(":")
+    if method not in BUILTIN_METHODS:
+        if not rest and ("/" in spec or "\\" in spec or "." in method):
+            raise InputError(f"--candidate {spec!r} is neither a built-in compression ({EXAMPLES}) nor an existing checkpoint path")
+        raise InputError(f"--candidate {spec!r}: unknown method {method!r}; use one of {', '.join(BUILTIN_METHODS)}, "
+                         f"{', '.join(QUANTIZATIONS)} (e.g. {EXAMPLES}) or a checkpoint path")
+    if not rest:
+        raise InputError(f"--candidate {spec!r}: give the sparsity too, e.g. {method}:0.5" + ("" if method == STRUCTURED_METHOD else f" or {method}:2:4"))
+    values = rest.split(":")
+    if len(values) == 1:
+        if not _NUMBER.match(values[0]):
+            raise InputError(f"--candidate {spec!r}: sparsity {values[0]!r} is not a number; write e.g. {method}:0.5")
+        sparsity = float(values[0])
         if not 0 <= sparsity < 1:
             raise InputError(f"--candidate {spec!r}: sparsity must be in [0, 1), e.g. {method}:0.5")
-        return CandidateSpec(spec=text, method=method, sparsity=sparsity)
-    path = Path(text).expanduser()
-    if not path.exists() and text.lower() in BUILTIN_METHODS:
-        raise InputError(f"--candidate {spec!r}: give the sparsity too, e.g. {text.lower()}:0.5")
-    if not path.exists():
-        raise InputError(
-            f"--candidate {spec!r} is neither a built-in compression ({', '.join(m + ':0.5' for m in BUILTIN_METHODS)}) nor an existing checkpoint path"
-        )
-    return CandidateSpec(spec=text, method="checkpoint", path=path)
+        return method, sparsity, None
+    if len(values) == 2 and method != STRUCTURED_METHOD:
+        if not all(v.isdigit() for v in values):
+            raise InputError(f"--candidate {spec!r}: an N:M pattern needs two whole numbers, e.g. {method}:2:4 (2 zeros in every 4 weights)")
+        n, m = int(values[0]), int(values[1])
+        if not 0 < n < m:
+            raise InputError(f"--candidate {spec!r}: N:M needs 0 < N < M (N zeros in every group of M weights), e.g. {method}:2:4")
+        return method, n / m, (n, m)
+    if method == STRUCTURED_METHOD:
+        raise InputError(f"--candidate {spec!r}: structured takes one ratio of MLP neurons to remove, e.g. structured:0.3")
+    raise InputError(f"--candidate {spec!r}: malformed; write {method}:SPARSITY (e.g. {method}:0.5) or {method}:N:M (e.g. {method}:2:4)")
