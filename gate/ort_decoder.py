@@ -8,7 +8,7 @@ an empty past (``past_len = 0``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -27,12 +27,19 @@ class SessionConfig:
         intra_op_threads: ``SessionOptions.intra_op_num_threads`` (0 = ORT's default, one per core).
         graph_optimization: ``"all"``, ``"extended"``, ``"basic"`` or ``"disable"``.
         allow_spinning: ``session.intra_op.allow_spinning``; off by default for fair CPU sharing.
+        provider_options: ``{provider: {option: value}}`` (strings) for providers in ``providers``, e.g. from a
+            hardware profile; providers without an entry get ORT's defaults.
     """
 
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     intra_op_threads: int = 0
     graph_optimization: str = "all"
     allow_spinning: bool = False
+    provider_options: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def ort_providers(self) -> list:
+        """The ``providers`` argument of ``onnxruntime.InferenceSession``: names, or ``(name, options)`` pairs."""
+        return [(p, dict(self.provider_options[p])) if self.provider_options.get(p) else p for p in self.providers]
 
     def session_options(self) -> ort.SessionOptions:
         """Build the ``onnxruntime.SessionOptions`` for this configuration."""
@@ -65,7 +72,7 @@ class OrtDecoder:
 
     def __init__(self, model_path: str | Path, config: SessionConfig = SessionConfig()):
         self.config = config
-        self.session = ort.InferenceSession(str(model_path), config.session_options(), providers=list(config.providers))
+        self.session = ort.InferenceSession(str(model_path), config.session_options(), providers=config.ort_providers())
         inputs = {i.name: i for i in self.session.get_inputs()}
         if "input_ids" not in inputs or "logits" not in [o.name for o in self.session.get_outputs()]:
             raise ValueError(f"{model_path} is not a decoder export (needs input 'input_ids' and output 'logits')")

@@ -1,40 +1,54 @@
-"""Hardware profiles: one TOML data file per target device, and a small loader.
+"""Hardware profiles: one TOML data file per target device, a JSON Schema, and a validating loader.
 
-A profile names the execution providers to use (priority order), the intra-op thread count, and
-optional RAM/storage budgets. Files live beside this module as ``<name>.toml``.
+A profile describes a target device: CPU architecture and core type, cores and the intra-op threads
+to use, RAM and storage budgets (integers in bytes, each with the SKU it was derived from), ONNX
+Runtime execution providers in priority order with their options, optional latency budgets, and the
+sources of these facts. Files live beside this module as ``<name>.toml``; their structure is
+published as ``profile.schema.json`` (JSON Schema 2020-12) and validated with ``jsonschema``. Rules
+a schema cannot express (threads <= cores, budget <= total, known provider names, name = file
+stem) are checked here. Every error names the file and the key.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PROFILE_DIR = Path(__file__).parent
-
-_REQUIRED = {"name": str, "description": str, "arch": str, "threads": int, "execution_providers": list}
-_OPTIONAL = {"ram_budget_bytes": int, "storage_budget_bytes": int, "sources": list}
+SCHEMA_PATH = PROFILE_DIR / "profile.schema.json"
 
 
 class ProfileError(ValueError):
-    """A profile is unknown or its file is malformed; the message names the file and key."""
+    """A profile is unknown or its file is malformed; the message names the file and key and says how to fix it."""
 
 
 @dataclass(frozen=True)
 class HardwareProfile:
-    """A target device.
+    """A target device (see ``profile.schema.json`` for the meaning and unit of each field).
 
     Attributes:
-        name: profile id, e.g. ``"host"``.
+        name: profile id, e.g. ``"raspberry-pi-5"``.
         description: one line for people.
-        arch: CPU architecture of the target (``"native"`` = the measuring host).
+        arch: CPU architecture of the target as ``platform.machine()`` names it (``"native"`` = the measuring host).
         threads: ONNX Runtime intra-op threads (0 = ORT's default, one per physical core).
         execution_providers: ORT execution providers in priority order.
         ram_budget_bytes: peak-memory budget in bytes (0 = none).
         storage_budget_bytes: artifact-size budget in bytes (0 = none).
         sources: where the facts come from.
         path: the file it was loaded from.
+        core_type: CPU core, e.g. ``"Cortex-A76"`` (``"native"`` for the host, ``"any"`` when none is implied).
+        cores: CPU cores of the target (0 = the host's).
+        allow_fallback: run on the available providers when a listed one is missing from the ORT build.
+        provider_options: ``{provider: {option: value}}`` passed to ORT.
+        latency_budgets: e.g. ``{"decode_p50_ms_per_token_max": 200.0}`` (milliseconds).
+        latency_budget_basis: why the latency budgets are what they are.
+        ram_total_bytes / storage_total_bytes: RAM / storage of the named SKU in bytes (0 = not stated).
+        ram_budget_basis / storage_budget_basis: how each budget was chosen.
+        notes: caveats for people.
+        device: optional ssh destination of a physical device of this kind.
     """
 
     name: str
@@ -46,10 +60,52 @@ class HardwareProfile:
     storage_budget_bytes: int = 0
     sources: tuple[str, ...] = field(default_factory=tuple)
     path: str = ""
+    core_type: str = "native"
+    cores: int = 0
+    allow_fallback: bool = False
+    provider_options: dict[str, dict[str, str]] = field(default_factory=dict)
+    latency_budgets: dict[str, float] = field(default_factory=dict)
+    latency_budget_basis: str = ""
+    ram_total_bytes: int = 0
+    ram_budget_basis: str = ""
+    storage_total_bytes: int = 0
+    storage_budget_basis: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    device: str | None = None
 
     def resolved_threads(self) -> int:
         """Threads to request: ``threads``, or the number of CPUs available to this process when 0."""
         return self.threads or len(os.sched_getaffinity(0))
+
+    def is_native(self) -> bool:
+        """True when the profile describes the measuring host itself (``arch = "native"``)."""
+        return self.arch == "native"
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict of every field (units are in the key names: ``*_bytes``, ``*_ms*``)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "path": self.path,
+            "device": self.device,
+            "arch": self.arch,
+            "core_type": self.core_type,
+            "cores": self.cores,
+            "threads": self.threads,
+            "ram_total_bytes": self.ram_total_bytes or None,
+            "ram_budget_bytes": self.ram_budget_bytes or None,
+            "ram_budget_basis": self.ram_budget_basis or None,
+            "storage_total_bytes": self.storage_total_bytes or None,
+            "storage_budget_bytes": self.storage_budget_bytes or None,
+            "storage_budget_basis": self.storage_budget_basis or None,
+            "execution_providers": list(self.execution_providers),
+            "allow_fallback": self.allow_fallback,
+            "provider_options": {k: dict(v) for k, v in self.provider_options.items()},
+            "latency_budgets": dict(self.latency_budgets),
+            "latency_budget_basis": self.latency_budget_basis or None,
+            "notes": list(self.notes),
+            "sources": list(self.sources),
+        }
 
 
 def known_profiles(directory: Path = PROFILE_DIR) -> list[str]:
@@ -57,33 +113,64 @@ def known_profiles(directory: Path = PROFILE_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.toml"))
 
 
+def known_execution_providers() -> list[str]:
+    """Every execution provider name this ONNX Runtime version knows (``onnxruntime.get_all_providers()``).
+
+    This is the list of names ORT can be *built* with; ``get_available_providers()`` (what this build
+    has) is usually much shorter and is checked when a session is planned (``gate.providers``).
+    """
+    import onnxruntime as ort
+
+    return list(ort.get_all_providers())
+
+
+def load_schema() -> dict:
+    """The published JSON Schema of a profile file (``profile.schema.json``)."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
 def load_profile(name: str, directory: Path = PROFILE_DIR) -> HardwareProfile:
-    """Load and validate the profile ``name``.
+    """Load and validate the profile ``name`` from ``directory``, or a profile file when ``name`` is a path.
+
+    Args:
+        name: a profile id (``"raspberry-pi-5"``) or the path of a ``.toml`` profile file.
+        directory: where profile ids are looked up.
+
+    Returns:
+        the validated profile.
 
     Raises:
-        ProfileError: unknown name (the message lists the known ones), unreadable TOML, a missing
-            key, a key of the wrong type, or an unknown key.
+        ProfileError: unknown name (the message lists the known ones) or an invalid file (see ``load_profile_file``).
     """
+    if name.endswith(".toml") or os.sep in name:
+        return load_profile_file(Path(name))
     path = directory / f"{name}.toml"
     if not path.is_file():
-        raise ProfileError(f"unknown hardware profile '{name}'; known profiles: {', '.join(known_profiles(directory))}")
+        raise ProfileError(f"unknown hardware profile '{name}'; known profiles: {', '.join(known_profiles(directory))} "
+                           f"(or pass the path of a .toml profile file)")
+    return load_profile_file(path)
+
+
+def load_profile_file(path: Path) -> HardwareProfile:
+    """Parse ``path`` (TOML), validate it against ``profile.schema.json`` and the cross-field rules, build the profile.
+
+    Raises:
+        ProfileError: missing or unreadable file, invalid TOML, a missing/unknown key, a value of the wrong type or
+            out of range, threads > cores, a budget larger than its total, an execution provider ONNX Runtime does not
+            know, provider options for a provider that is not listed, or ``name`` different from the file name.
+    """
+    path = Path(path)
+    where = f"hardware profile {path}"
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ProfileError(f"hardware profile {path}: not valid TOML ({exc})") from None
-    for key, typ in _REQUIRED.items():
-        if key not in data:
-            raise ProfileError(f"hardware profile {path}: missing key '{key}'")
-    for key, value in data.items():
-        typ = _REQUIRED.get(key) or _OPTIONAL.get(key)
-        if typ is None:
-            raise ProfileError(f"hardware profile {path}: unknown key '{key}'")
-        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-            raise ProfileError(f"hardware profile {path}: key '{key}' must be {typ.__name__}")
-    if data["threads"] < 0:
-        raise ProfileError(f"hardware profile {path}: key 'threads' must be >= 0")
-    if not data["execution_providers"] or not all(isinstance(p, str) for p in data["execution_providers"]):
-        raise ProfileError(f"hardware profile {path}: key 'execution_providers' must be a non-empty list of names")
+    except FileNotFoundError:
+        raise ProfileError(f"{where}: file not found; pass an existing .toml profile file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{where}: cannot read it ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{where}: not valid TOML ({exc}); fix the syntax") from None
+    _validate_schema(data, where)
+    _validate_semantics(data, path, where)
     return HardwareProfile(
         name=data["name"],
         description=data["description"],
@@ -92,6 +179,107 @@ def load_profile(name: str, directory: Path = PROFILE_DIR) -> HardwareProfile:
         execution_providers=tuple(data["execution_providers"]),
         ram_budget_bytes=data.get("ram_budget_bytes", 0),
         storage_budget_bytes=data.get("storage_budget_bytes", 0),
-        sources=tuple(data.get("sources", ())),
+        sources=tuple(data["sources"]),
         path=str(path),
+        core_type=data["core_type"],
+        cores=data["cores"],
+        allow_fallback=data.get("allow_fallback", False),
+        provider_options={p: {k: _option_str(v) for k, v in opts.items()} for p, opts in data.get("provider_options", {}).items()},
+        latency_budgets={k: float(v) for k, v in data.get("latency_budgets", {}).items()},
+        latency_budget_basis=data.get("latency_budget_basis", ""),
+        ram_total_bytes=data.get("ram_total_bytes", 0),
+        ram_budget_basis=data.get("ram_budget_basis", ""),
+        storage_total_bytes=data.get("storage_total_bytes", 0),
+        storage_budget_basis=data.get("storage_budget_basis", ""),
+        notes=tuple(data.get("notes", ())),
+        device=data.get("device"),
     )
+
+
+def _option_str(value) -> str:
+    """ORT provider options are strings; TOML booleans become ``"1"``/``"0"``, numbers their decimal text."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+_TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+               "array": "a list", "object": "a table"}
+
+
+def _validate_schema(data: dict, where: str) -> None:
+    """Validate ``data`` against the published schema; the first error (by position) becomes a one-line message."""
+    import jsonschema
+
+    schema = load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        raise ProfileError(f"{where}: {_describe(errors[0], schema)}")
+
+
+def _describe(err, schema: dict) -> str:
+    """A friendly one-line description of a ``jsonschema.ValidationError``: which key, what is wrong, the fix."""
+    key = ".".join(str(p) for p in err.absolute_path)
+    got = err.instance
+    if err.validator == "additionalProperties" and isinstance(got, dict):
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(k for k in got if k not in allowed)
+        scope = f" in '{key}'" if key else ""
+        known = f"; known keys: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key '{extra[0]}'{scope}{known} (see hardware_profiles/profile.schema.json)"
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        return f"missing key '{missing}' (required: {', '.join(schema['required'])})"
+    if err.validator == "type":
+        wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        names = " or ".join(_TYPE_NAMES.get(t, t) for t in wanted)
+        hint = "; sizes are integers in bytes, e.g. 3_221_225_472 for 3 GiB" if key.endswith("_bytes") and isinstance(got, str) else ""
+        return f"key '{key}' must be {names}, got {type(got).__name__} {got!r}{hint}"
+    if err.validator in ("minimum", "exclusiveMinimum"):
+        op = ">=" if err.validator == "minimum" else ">"
+        fix = "; omit the key for no budget" if key.endswith("_bytes") or key.startswith("latency_budgets") else ""
+        return f"key '{key}' must be {op} {err.validator_value}, got {got!r}{fix}"
+    if err.validator == "enum":
+        return f"key '{key}' must be one of {', '.join(map(repr, err.validator_value))}, got {got!r}"
+    if err.validator == "pattern":
+        return f"key '{key}': {got!r} does not match {err.validator_value!r}"
+    if err.validator == "uniqueItems":
+        return f"key '{key}' lists a name twice: {got!r}"
+    if err.validator == "minItems":
+        return f"key '{key}' must not be empty"
+    if err.validator == "minLength":
+        return f"key '{key}' must not be an empty string"
+    return f"key '{key}': {err.message}"
+
+
+def _validate_semantics(data: dict, path: Path, where: str) -> None:
+    """Rules across keys and against ONNX Runtime's provider names (the schema has already passed)."""
+    if data["name"] != path.stem:
+        raise ProfileError(f"{where}: key 'name' is '{data['name']}' but the file is {path.name}; make them equal")
+    native = data["arch"] == "native"
+    if data["cores"] == 0 and not native:
+        raise ProfileError(f"{where}: key 'cores' is 0 for a {data['arch']} device; give the device's core count "
+                           f"(0 means 'the host's' and is allowed only with arch = \"native\")")
+    if data["cores"] and data["threads"] > data["cores"]:
+        raise ProfileError(f"{where}: key 'threads' = {data['threads']} exceeds 'cores' = {data['cores']}; "
+                           f"use at most one intra-op thread per core")
+    for kind in ("ram", "storage"):
+        budget, total = data.get(f"{kind}_budget_bytes"), data.get(f"{kind}_total_bytes")
+        if budget is not None and total is not None and budget > total:
+            raise ProfileError(f"{where}: key '{kind}_budget_bytes' = {budget} exceeds '{kind}_total_bytes' = {total}; "
+                               f"the budget must fit in the device")
+        if budget is not None and f"{kind}_budget_basis" not in data and not native:
+            raise ProfileError(f"{where}: key '{kind}_budget_bytes' has no '{kind}_budget_basis'; say which SKU and "
+                               f"fraction it comes from")
+    if data.get("latency_budgets") and "latency_budget_basis" not in data:
+        raise ProfileError(f"{where}: key 'latency_budgets' has no 'latency_budget_basis'; say why these budgets")
+    known = known_execution_providers()
+    for ep in data["execution_providers"]:
+        if ep not in known:
+            raise ProfileError(f"{where}: key 'execution_providers': '{ep}' is not an execution provider ONNX Runtime "
+                               f"knows; known: {', '.join(known)}")
+    for ep in data.get("provider_options", {}):
+        if ep not in data["execution_providers"]:
+            raise ProfileError(f"{where}: key 'provider_options.{ep}': {ep} is not in 'execution_providers'; "
+                               f"add it there or remove its options")
