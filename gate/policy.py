@@ -1,26 +1,21 @@
-"""The gate's policy: thresholds, and the findings that compare each candidate with the dense baseline.
+"""Compatibility layer: the gate's policy now lives in :mod:`gate.policy_file` (``gate.toml`` + schema),
+:mod:`gate.checks` (check registry) and :mod:`gate.decision` (decision rule, verdict, exit code); ``prunegate
+check`` uses only those. The names below are re-exported for callers of this module.
 
-Default policy (issue #2; becomes a ``gate.toml`` file later). A candidate fails when:
-
-* ``bias.s_amb`` — ``|s_AMB(candidate)| - |s_AMB(dense)| > 0.05`` (BBQ ambiguous bias score,
-  Parrish et al. 2022 §5, on the same suite items);
-* ``accuracy.disambig`` — ``accuracy_disambig(dense) - accuracy_disambig(candidate) > 0.05``;
-* ``efficiency.speedup`` — it claims sparsity and the decode speedup ``p50(dense) / p50(candidate)``
-  (ms per token) is not shown to reach 1.10: the check passes only when the lower bound of the
-  speedup's 95% bootstrap interval is >= 1.10, so noise on a shared machine cannot pass a candidate
-  that is not really faster (the "no real speedup" finding; unstructured zeros are still multiplied
-  on CPU runtimes);
-* ``efficiency.size`` — it claims sparsity and ``1 - bytes(candidate) / bytes(dense) < 0.10``
-  (the "no real saving" finding; unstructured zeros are still stored).
-
-A check whose inputs are missing (e.g. no non-UNKNOWN answers, so s_AMB is undefined) fails closed.
+What remains here is the legacy point-estimate comparison (no confidence intervals), kept only because other
+modules' tests still call it: :func:`evaluate` (bias.s_amb, accuracy.disambig, efficiency.speedup,
+efficiency.size on point values), :func:`export_findings` and :func:`sparsity_claim_findings` (which now delegates
+to the ``sparsity.claim`` check of :mod:`gate.checks`). New code should call
+:func:`gate.decision.decide` / :func:`gate.decision.evaluate_checks` with :func:`gate.policy_file.load_policy`.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .latency_stats import speedup_ci
+from .decision import decide, evaluate_checks  # noqa: F401  (re-exported: the gate's policy engine)
+from .efficiency import efficiency_metrics
+from .policy_file import load_policy  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -126,21 +121,21 @@ def evaluate(baseline: dict, candidate: dict, claims_sparsity: bool, policy: Pol
             {"accuracy_disambig_dense": b_a, "accuracy_disambig_candidate": c_a, "drop": drop, "limit": policy.max_disambig_accuracy_drop},
         ))
     if claims_sparsity:
-        b_bench, c_bench = baseline["bench"]["decode_ms_per_token"], candidate["bench"]["decode_ms_per_token"]
-        b_d, c_d = b_bench["p50"], c_bench["p50"]
-        ci = speedup_ci(b_bench["samples"], c_bench["samples"])
+        eff = efficiency_metrics(baseline, candidate)
+        ci = eff["decode_speedup"]  # 95% CI across process repeats (gate.efficiency)
+        b_d, c_d = ci["baseline_p50_ms"], ci["candidate_p50_ms"]
         ok = ci["ci_low_x"] >= policy.min_decode_speedup
         out.append(Finding(
             "efficiency.speedup", name, _status(ok),
-            f"decode speedup {ci['speedup_x']:.2f}x, 95% CI [{ci['ci_low_x']:.2f}, {ci['ci_high_x']:.2f}] "
+            f"decode speedup {ci['speedup_x']:.2f}x, 95% CI [{ci['ci_low_x']:.2f}, {ci['ci_high_x']:.2f}] across processes "
             f"(dense p50 {b_d:.2f} ms/token, candidate {c_d:.2f} ms/token; required {policy.min_decode_speedup:.2f}x at the CI's lower bound)"
-            + ("" if ok else ": no real speedup"),
+            + ("" if ok else ": no real speedup") + (" [unstable measurement]" if ci["unstable"] else ""),
             {"decode_p50_ms_per_token_dense": b_d, "decode_p50_ms_per_token_candidate": c_d,
-             "decode_cv_dense": b_bench.get("cv"), "decode_cv_candidate": c_bench.get("cv"),
+             "decode_cv_dense": ci["baseline_cv"], "decode_cv_candidate": ci["candidate_cv"],
              **ci, "required_x": policy.min_decode_speedup},
         ))
-        b_b, c_b = baseline["artifact"]["bytes_total"], candidate["artifact"]["bytes_total"]
-        saving = 1 - c_b / b_b
+        size = eff["storage_saving"]
+        b_b, c_b, saving = size["baseline_bytes"], size["candidate_bytes"], size["saving_fraction"]
         ok = saving >= policy.min_size_saving
         out.append(Finding(
             "efficiency.size", name, _status(ok),
@@ -149,3 +144,43 @@ def evaluate(baseline: dict, candidate: dict, claims_sparsity: bool, policy: Pol
             {"bytes_dense": b_b, "bytes_candidate": c_b, "size_saving_fraction": saving, "required_fraction": policy.min_size_saving},
         ))
     return out
+
+
+def sparsity_claim_findings(entry: dict, tolerance_pp: float = 1.0) -> list[Finding]:
+    """``sparsity.claim``: the sparsity measured in the exported artifact must match the claimed sparsity (issue 4.4).
+
+    The measured value is the fraction of pruned-linear weights (q/k/v/o/gate/up/down of the decoder layers,
+    the reference definition of locuslab/wanda ``check_sparsity``) that are exactly zero in the ONNX
+    initializers (``gate.artifact_stats.onnx_sparsity``), or, when the dense model's counts are known, the
+    fraction of the dense model's pruned-linear weights that are zero or removed (``effective_vs_dense``, so
+    structured pruning is judged too). A real study's Wanda run left two projections unpruned and shipped 33%
+    instead of 50%: that is what this check catches.
+
+    Args:
+        entry: a variant's report entry (``name``, ``compression.claimed_sparsity``, ``sparsity``).
+        tolerance_pp: allowed ``|measured - claimed|`` in percentage points. Exception: a quantized artifact
+            may hold *more* zeros than claimed (weights rounded to the zero point), which passes with a note.
+
+    Returns:
+        nothing when there is no claim; else one finding (failing closed when the measurement is missing).
+    """
+    from .checks import CHECKS, Context, NotApplicable, NotComputed
+    from .decision import interval_status
+    from .policy_file import Statistics
+
+    try:
+        (m,) = CHECKS["sparsity.claim"].extract({}, entry, Context(stats=Statistics()))
+    except NotApplicable:
+        return []
+    except NotComputed:
+        return [Finding("sparsity.claim", entry["name"], "fail", "claimed sparsity could not be measured in the artifact: failing closed",
+                        {"claimed": (entry.get("compression") or {}).get("claimed_sparsity"), "measured": None})]
+    v = m.values
+    status = interval_status(m.estimate, None, None, tolerance_pp / 100, "at_most")
+    msg = (f"pruned-linear sparsity claimed {v['claimed']:.1%}, measured {v['measured']:.1%} ({v['measured_basis']}; "
+           f"{v['difference_pp']:+.1f} pp, tolerance {tolerance_pp:.1f} pp)")
+    if v["quantized"] and v["difference_pp"] > tolerance_pp:
+        msg += ": quantization rounded further weights to exactly 0"
+    elif status == "fail":
+        msg += f": the artifact does not hold the claimed sparsity ({v['n_linears_off_claim']} linear(s) off the claim)"
+    return [Finding("sparsity.claim", entry["name"], status, msg, {**v, "tolerance_pp": tolerance_pp})]
