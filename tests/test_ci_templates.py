@@ -1,0 +1,97 @@
+"""ci/ templates: valid YAML, publish the outputs, and run exactly the commands the README documents."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+
+from gate.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {"MODEL": "models/dense", "CANDIDATE": "models/pruned-onnx", "BBQ_DIR": "data/bbq", "GITHUB_STEP_SUMMARY": "/tmp/summary"}
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## CI integration"):]
+    block = re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+    return [ln.strip() for ln in block.splitlines() if ln.strip()]
+
+
+def _interesting(line: str) -> bool:
+    return line.startswith((".venv/bin/", "cat ", "cp "))
+
+
+def _github() -> dict:
+    return yaml.safe_load((ROOT / "ci" / "github-actions.yml").read_text())
+
+
+def _gitlab() -> dict:
+    return yaml.safe_load((ROOT / "ci" / "gitlab-ci.yml").read_text())
+
+
+def github_commands() -> list[str]:
+    out = []
+    for step in _github()["jobs"]["gate"]["steps"]:
+        script = step.get("run", "").replace("\\\n", " ")
+        out += [" ".join(ln.split()) for ln in script.splitlines() if _interesting(ln.strip())]
+    return out
+
+
+def gitlab_commands() -> list[str]:
+    out = []
+    for line in _gitlab()["prunegate"]["script"]:
+        line = line.split(" || ")[0].strip()  # `cmd || status=$?` keeps the gate's exit code for later
+        if _interesting(line):
+            out.append(" ".join(line.split()))
+    return out
+
+
+def test_templates_parse_as_the_ci_systems_expect():
+    gh = _github()
+    assert gh[True] == ["pull_request", "workflow_dispatch"]  # `on:` is YAML 1.1's boolean key
+    steps = gh["jobs"]["gate"]["steps"]
+    assert all("run" in s or "uses" in s for s in steps)
+    uses = [s["uses"].split("@")[0] for s in steps if "uses" in s]
+    assert "actions/upload-artifact" in uses and "mikepenz/action-junit-report" in uses
+    uploads = [s["with"]["path"] for s in steps if s.get("uses", "").startswith("actions/upload-artifact")]
+    assert "prunegate-out/" in uploads and "${{ env.CANDIDATE }}" in uploads
+    job = _gitlab()["prunegate"]
+    assert job["artifacts"]["when"] == "always"
+    assert job["artifacts"]["reports"] == {"junit": "prunegate-out/junit.xml", "codequality": "prunegate-out/codequality.json"}
+    assert "prunegate-out/" in job["artifacts"]["paths"] and "$CANDIDATE/" in job["artifacts"]["paths"]
+
+
+def test_templates_run_exactly_the_documented_commands():
+    readme = _readme_commands()
+    gh, gl = github_commands(), gitlab_commands()
+    assert gh == readme
+    github_only = {ln for ln in readme if "GITHUB_STEP_SUMMARY" in ln or "--format annotations" in ln}
+    assert gl == [ln for ln in readme if ln not in github_only]
+
+
+def _parse(args: list[str]) -> None:
+    """Parse ``prunegate ARGS`` with the real CLI without running it (unknown or missing options raise)."""
+    cmd: click.Command = cli
+    while isinstance(cmd, click.Group):
+        name, args = args[0], args[1:]
+        cmd = cmd.commands[name]
+    cmd.make_context(name, list(args))
+
+
+def test_the_parser_check_catches_bad_invocations():
+    with pytest.raises(click.NoSuchOption):
+        _parse(["verify", "--report", "r.json", "--artifact", "d", "--bogus"])
+    with pytest.raises(click.MissingParameter):
+        _parse(["report", "render", "--report", "r.json"])
+
+
+@pytest.mark.parametrize("line", [ln for ln in _readme_commands() if ln.startswith(".venv/bin/prunegate ")])
+def test_documented_prunegate_commands_are_valid_invocations(line):
+    expanded = re.sub(r"\$(\w+)", lambda m: ENV[m.group(1)], line)
+    _parse(shlex.split(expanded)[1:])
