@@ -13,6 +13,7 @@ import os
 import re
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -21,16 +22,22 @@ from exporters.candidates import CandidateSpec, parse_candidate
 from exporters.digest import sha256_json
 from hardware_profiles import ProfileError, load_profile
 
-from .bench import BenchSettings, measure_variants
+from .bench import BenchSettings, measure_variants, parse_prompt_lengths
 from .bbq_data import HOW_TO_GET_BBQ, accuracy_only_categories, load_bbq_dir
 from .bbq_metrics import bbq_scores
 from .environment import environment
 from .errors import InputError
 from .ort_decoder import OrtDecoder, SessionConfig
 from .paired_stats import paired_comparison
-from .policy import Policy, evaluate, export_findings
-from .report import SCHEMA_VERSION, write_json_atomic
+from .providers import op_placement, resolve_providers, target_check
+from .decision import apply_decision
+from .policy_file import load_policy
+from .report import SCHEMA_URI, SCHEMA_VERSION
+from .report_outputs import FORMATS as REPORT_FORMATS, ci_context, parse_formats, write_report
 from .bbq_scoring import check_scoring_options, describe_scoring
+from .cli_device import device_options_from_cli
+from .device.gate_steps import attach_device, close_device, device_providers, measure_on_device, open_device
+from .device.ssh import SshOptions
 from .suite import build_suite_manifest, load_suite, sample_suite
 
 EXIT_PASS, EXIT_FAIL, EXIT_INPUT, EXIT_EXECUTION = 0, 1, 2, 4
@@ -56,6 +63,15 @@ class CheckOptions:
         scoring_mode: ``"loglik"`` or ``"letter"`` (see ``gate.bbq_scoring``).
         length_normalize: loglik per token instead of the sum.
         permute_options: letter mode over every cyclic order of the options.
+        allow_fallback: run on the available execution providers when the profile's are missing (``--allow-fallback``).
+        calibration_file: text for calibrated pruning (``--calibration-file``; ``None``: ``$PRUNEGATE_CALIBRATION_FILE``).
+        calibration_windows: calibration windows (``None``: ``exporters.calibration.DEFAULT_CALIBRATION_WINDOWS``).
+        calibration_tokens: tokens per window (``None``: ``exporters.calibration.DEFAULT_CALIBRATION_TOKENS``).
+        device: ``ssh://user@host[:port]`` of a remote device (``None``: the profile's, else this host; ``"local"``: this host).
+        device_options: how to reach and use the device (``--device-*`` options).
+        policy: a ``gate.toml`` laid over the default policy (``--policy``; ``None``: ``gate/default_policy.toml``).
+        fail_on: ``--fail-on`` (``"error"``/``"warning"``/``"never"``) overriding the policy's ``gate.fail_on``.
+        report_formats: projections written next to ``report.json`` (``--formats``; see ``gate.report_outputs``).
     """
 
     model: str | None
@@ -72,6 +88,20 @@ class CheckOptions:
     scoring_mode: str = "loglik"
     length_normalize: bool = False
     permute_options: bool = False
+    allow_fallback: bool = False
+    calibration_file: Path | None = None
+    calibration_windows: int | None = None
+    calibration_tokens: int | None = None
+    device: str | None = None  # --device / profile 'device': run bench, placement and BBQ on a remote device (gate/device)
+    device_options: SshOptions = field(default_factory=SshOptions)
+    policy: Path | None = None
+    fail_on: str | None = None
+    report_formats: tuple[str, ...] = REPORT_FORMATS
+    perplexity: bool = False
+    ppl_file: str | None = None
+    ppl_window: int = 512
+    ppl_stride: int = 256
+    ppl_max_tokens: int | None = 4096
 
 
 def options_from_cli(kw: dict) -> CheckOptions:
@@ -80,10 +110,18 @@ def options_from_cli(kw: dict) -> CheckOptions:
     Each option group maps its own keys here, one block per group, so options can be added independently.
     """
     kw = dict(kw)
-    prompt_tokens = kw.pop("prompt_tokens")
-    bench = BenchSettings(prompt_tokens=prompt_tokens, decode_context=prompt_tokens, decode_tokens=kw.pop("decode_tokens"),
-                          runs=kw.pop("bench_runs"), processes=kw.pop("bench_processes"))
+    bench = BenchSettings(  # latency/memory protocol (gate/bench.py)
+        prompt_lengths=parse_prompt_lengths(kw.pop("prompt_lengths")), decode_context=kw.pop("decode_context"),
+        min_runs=kw.pop("bench_min_runs"), min_seconds=kw.pop("bench_min_seconds"),
+        processes=kw.pop("bench_processes"), cv_limit=kw.pop("cv_limit"))
+    allow_fallback = kw.pop("allow_fallback", False)  # execution providers (gate/providers.py)
+    device, device_options = device_options_from_cli(kw)  # remote device (gate/cli_device.py)
+    calibration = {k: kw.pop(k, None) for k in ("calibration_file", "calibration_windows", "calibration_tokens")}  # compression
+    gate_policy = {k: kw.pop(k, None) for k in ("policy", "fail_on")}  # policy file and decision (gate/policy_file.py)
+    report_formats = parse_formats(kw.pop("formats", None))  # projections of report.json (gate/report_outputs.py)
+    ppl = {k: kw.pop(k) for k in ("perplexity", "ppl_file", "ppl_window", "ppl_stride", "ppl_max_tokens") if k in kw}  # gate/perplexity.py
     return CheckOptions(
+        allow_fallback=allow_fallback, device=device, device_options=device_options, **calibration, **gate_policy, report_formats=report_formats, **ppl,
         model=kw.pop("model"), candidates=tuple(kw.pop("candidates")), bbq_dir=kw.pop("bbq_dir"),
         suite_size=kw.pop("suite_size"), seed=kw.pop("seed"), profile=kw.pop("profile"), out_dir=kw.pop("out_dir"),
         work_dir=kw.pop("work_dir"), threads=kw.pop("threads"), suite_file=kw.pop("suite_file"),
@@ -136,7 +174,9 @@ def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
     """Run the gate and write ``opts.out_dir/report.json``.
 
     Returns:
-        the report (also written). ``report["exit_code"]`` is 0 (pass) or 1 (gate failed).
+        the report (also written). ``report["exit_code"]`` follows ``report["verdict"]`` (gate/decision.py):
+        0 pass or warn, 1 fail, 3 inconclusive (policy ``on_inconclusive = "exit-3"``), 4 a check could not be
+        computed or none executed.
 
     Raises:
         InputError: bad input (exit 2); the report is not written for input errors found before any work.
@@ -153,12 +193,20 @@ def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
     if opts.suite_size < 4:
         raise InputError(f"--suite-size {opts.suite_size}: must be at least 4 (one template instance)")
     check_scoring_options(opts.scoring_mode, opts.length_normalize, opts.permute_options)
+    policy = load_policy(opts.policy)  # PolicyError (exit 2) naming the key, before any heavy work
     specs = [parse_candidate(c) for c in (opts.candidates or ("magnitude:0.5",))]
     names = [s.spec for s in specs]
     if len(set(names)) != len(names):
         raise InputError(f"--candidate given twice: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    from exporters.compress import calibration_options, check_calibration
+
+    calibration = calibration_options(opts.calibration_file, opts.calibration_windows, opts.calibration_tokens, opts.seed)
+    check_calibration(specs, calibration)  # a calibrated method without calibration text fails now, not after exports
     bbq_path = resolve_bbq_dir(opts.bbq_dir)
     all_items = load_bbq_dir(bbq_path)
+    from .perplexity import resolve_settings
+
+    ppl_settings = resolve_settings(opts.ppl_file, opts.ppl_window, opts.ppl_stride, opts.ppl_max_tokens, enabled=opts.perplexity)
     if opts.suite_file is not None:
         suite_path = Path(opts.suite_file)
         if not suite_path.is_file():
@@ -171,21 +219,23 @@ def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
 
     source = resolve_model(opts.model)
     cand_sources = {s.spec: resolve_model(s.path, allow_onnx=True) for s in specs if s.method == "checkpoint"}
-    import onnxruntime as ort
-
-    missing = [p for p in profile.execution_providers if p not in ort.get_available_providers()]
-    if missing:
-        raise InputError(
-            f"profile '{profile.name}' needs execution provider(s) {', '.join(missing)}, not in this ONNX Runtime build "
-            f"(available: {', '.join(ort.get_available_providers())}); pick another --profile"
-        )
+    device = open_device(opts.device, opts.device_options, profile, log)  # None = this host; else probed over SSH
+    plan = resolve_providers(profile, opts.allow_fallback, available=device_providers(device))  # InputError when a provider is missing and no fallback
+    if plan.fallback:
+        log(f"warning: {plan.reason}")
     threads = profile.resolved_threads() if opts.threads is None else (opts.threads or profile.resolved_threads())
-    session = SessionConfig(providers=profile.execution_providers, intra_op_threads=threads)
+    cpus = device.facts["cpus_available"] if device is not None else len(os.sched_getaffinity(0))
+    if opts.threads is None and threads > cpus:  # a device profile's threads would oversubscribe a smaller host
+        log(f"warning: profile '{profile.name}' asks for {threads} intra-op threads but {cpus} CPUs are available here; using {cpus}")
+        threads = cpus
+    session = plan.session_config(threads)
 
     _writable_dir(opts.out_dir, "--out")
     _writable_dir(opts.work_dir, "--work-dir")
     report: dict = {
+        "schema": SCHEMA_URI,
         "schema_version": SCHEMA_VERSION,
+        "report_id": str(uuid.uuid4()),
         "tool": "prunegate",
         "partial": True,
         "verdict": None,
@@ -197,38 +247,46 @@ def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
             "model_sha256": source.digest,
             "candidates": names,
             "bbq_dir": str(bbq_path),
+            "perplexity": None if ppl_settings is None else {"corpus_path": str(ppl_settings.corpus_path), "window_tokens": ppl_settings.window_tokens,
+                                                              "stride_tokens": ppl_settings.stride_tokens, "max_tokens": ppl_settings.max_tokens},
             "suite_size_requested": opts.suite_size,
             "suite_file": str(opts.suite_file) if opts.suite_file else None,
             "scoring": {"mode": opts.scoring_mode, "length_normalize": opts.length_normalize, "permute_options": opts.permute_options},
             "seed": opts.seed,
             "profile": profile.name,
             "work_dir": str(opts.work_dir),
-            "policy": Policy().to_dict(),
+            "calibration": calibration.to_dict(),
+            "policy": {**policy.describe(), "fail_on_cli": opts.fail_on},
         },
-        "profile": {"name": profile.name, "arch": profile.arch, "execution_providers": list(profile.execution_providers), "threads": threads, "path": profile.path},
+        "profile": {**profile.to_dict(), "threads_used": threads},
+        "execution": {**plan.to_dict(), "providers_used": None, **target_check(profile), "op_placement": {}},
         "suite": _suite_summary(all_items, suite, manifest),
-        "environment": {**environment(), "execution_providers_requested": list(session.providers), "intra_op_threads": threads},
+        "environment": {**environment(), "execution_providers_requested": list(session.providers), "intra_op_threads": threads,
+                        "ci": ci_context()},
         "variants": [],
         "findings": [],
         "timings_s": {},
     }
-    report_path = opts.out_dir / "report.json"
+    if device is not None:
+        attach_device(report, device, profile)
     try:
-        _run_stages(opts, report, source, specs, cand_sources, suite, session, log)
+        _run_stages(opts, report, source, specs, cand_sources, suite, session, log, policy=policy, ppl=ppl_settings, device=device)
     except InputError:
         report["error"] = {"kind": "input", "message": traceback.format_exc(limit=0).strip().splitlines()[-1]}
         report["exit_code"] = EXIT_INPUT
         report["verdict"] = "error"
-        write_json_atomic(report_path, report)
+        write_report(report, opts.out_dir, opts.report_formats, log)
         raise
     except BaseException as exc:
         report["error"] = {"kind": "execution" if isinstance(exc, Exception) else "interrupted", "message": f"{type(exc).__name__}: {exc}"}
         report["exit_code"] = EXIT_EXECUTION if isinstance(exc, Exception) else 130
         report["verdict"] = "error"
-        write_json_atomic(report_path, report)
+        write_report(report, opts.out_dir, opts.report_formats, log)
         raise
+    finally:
+        close_device(device, report)  # removes what was copied to the device, unless --device-keep
     report["timings_s"]["total"] = time.time() - started
-    write_json_atomic(report_path, report)
+    write_report(report, opts.out_dir, opts.report_formats, log)
     return report
 
 
@@ -250,7 +308,7 @@ def _suite_summary(all_items, suite, manifest: dict) -> dict:
     }
 
 
-def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) -> None:
+def _run_stages(opts, report, source, specs, cand_sources, suite, session, log, policy=None, ppl=None, device=None) -> None:
     from exporters.model_source import load_tokenizer, materialize_checkpoint
 
     timings = report["timings_s"]
@@ -262,8 +320,9 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
     timings["load_model"] = time.time() - t
 
     t = time.time()
+    calibration = _load_calibration(opts, specs, tokenizer, log)  # loaded once, shared by every calibrated candidate
     for v in variants:
-        v.entry = _build_artifact(v, opts, source, dense_ckpt, cand_sources, tokenizer, log)
+        v.entry = _build_artifact(v, opts, source, dense_ckpt, cand_sources, tokenizer, log, calibration=calibration)
         report["variants"].append(v.entry)
     if opts.scoring_mode == "letter":  # fail now, not after the benchmark, if the tokenizer cannot do letters
         from .bbq_scoring import build_letter_prompt, letter_prompt_ids
@@ -272,46 +331,119 @@ def _run_stages(opts, report, source, specs, cand_sources, suite, session, log) 
     timings["artifacts"] = time.time() - t
 
     t = time.time()
-    _measure(variants, session, opts.bench, report, log)
-    timings["bench"] = time.time() - t
+    _artifact_stats(variants, opts.work_dir, session, log)  # entry["sparsity"], entry["size"] (gate/artifact_stats.py)
+    timings["artifact_stats"] = time.time() - t
 
     t = time.time()
-    preds = {v.name: _score_bbq(v, suite, tokenizer, session, opts, log) for v in variants}
+    _measure(variants, session, opts.bench, report, log, device=device)
+    timings["bench"] = time.time() - t
+    t = time.time()
+    _placement(variants, session, report, log, device=device)
+    timings["op_placement"] = time.time() - t
+    if ppl is not None:
+        t = time.time()
+        _perplexity(variants, tokenizer, ppl, session, log)  # entry["perplexity"] (gate/perplexity.py)
+        timings["perplexity"] = time.time() - t
+    else:  # --no-perplexity: the perplexity checks are skipped, and the report says why
+        for v in variants:
+            v.entry["perplexity"] = {"measured": False, "reason": "disabled with --no-perplexity"}
+        report.setdefault("warnings", []).append("perplexity not measured (--no-perplexity): perplexity.ratio and "
+                                                 "perplexity.paradox are skipped")
+
+    t = time.time()
+    preds = {v.name: _score_bbq(v, suite, tokenizer, session, opts, log, device=device) for v in variants}
+    policy = policy or load_policy(opts.policy)
+    st = policy.statistics  # the policy's confidence, resamples and seed also drive the paired bootstrap
     for v in variants[1:]:
-        v.entry["paired_vs_baseline"] = paired_comparison(suite, preds["dense"], preds[v.name], seed=opts.seed)
+        v.entry["paired_vs_baseline"] = paired_comparison(suite, preds["dense"], preds[v.name], confidence=st.confidence,
+                                                          n_resamples=st.resamples, seed=st.seed)
     timings["bbq"] = time.time() - t
 
-    findings = [f for v in variants for f in export_findings(v.entry)]
-    for v in variants[1:]:
-        findings += evaluate(variants[0].entry, v.entry, v.entry["claims_sparsity"])
-    report["findings"] = [f.to_dict() for f in findings]
-    failed = any(f.status == "fail" for f in findings)
-    report["verdict"] = "fail" if failed else "pass"
-    report["exit_code"] = EXIT_FAIL if failed else EXIT_PASS
+    # checks -> verdict -> exit code (gate/decision.py): report["checks"], ["findings"], ["summary"], ["verdict"]
+    decision = apply_decision(report, policy, fail_on=opts.fail_on)
+    for w in decision.warnings:
+        log(f"warning: {w}")
     report["partial"] = False
 
 
-def _build_artifact(v: _Variant, opts, source, dense_ckpt: Path, cand_sources, tokenizer, log) -> dict:
-    """Compress (if needed), export and verify one variant; a cached export is reused as it is.
+def _artifact_stats(variants: list[_Variant], work_dir: Path, session: SessionConfig, log) -> None:
+    """Measured sparsity and size accounting of every artifact, cached by the artifact files' digests."""
+    from exporters.cache import cached_dir
+
+    from .artifact_stats import GZIP_LEVEL, ZSTD_LEVEL, effective_vs_dense, load_inventory, onnx_sparsity, size_accounting
+
+    for v in variants:
+        claimed = (v.entry.get("compression") or {}).get("claimed_sparsity")
+        key = sha256_json({"files": [f["sha256"] for f in v.entry["artifact"]["files"]], "claimed": claimed, "zstd": ZSTD_LEVEL,
+                           "gzip": GZIP_LEVEL, "optimization": session.graph_optimization, "providers": list(session.providers)})
+
+        def build(out: Path, v=v, claimed=claimed) -> dict:
+            log(f"measuring sparsity and size of {v.name}")
+            inv = load_inventory(v.onnx_dir)
+            return {"sparsity": onnx_sparsity(v.onnx_dir, claimed, inventory=inv),
+                    "size": size_accounting(v.onnx_dir, inventory=inv, session=session)}
+
+        _, stats = cached_dir(work_dir, "artifact-stats-v1", key, build, log)
+        v.entry["sparsity"] = stats["sparsity"]
+        v.entry["size"] = {**stats["size"], "files": [f["path"] for f in v.entry["artifact"]["files"]], "reused": stats["reused"]}
+    for v in variants[1:]:
+        v.entry["sparsity"]["effective_vs_dense"] = effective_vs_dense(v.entry["sparsity"], variants[0].entry["sparsity"])
+
+
+def _perplexity(variants: list[_Variant], tokenizer, ppl, session: SessionConfig, log) -> None:
+    """Perplexity of every artifact on the same corpus windows (ONNX Runtime); candidates get ``ratio_to_dense``."""
+    from .perplexity import artifact_perplexity, corpus_token_ids, describe_corpus
+
+    tokens = corpus_token_ids(tokenizer, ppl.corpus_path, ppl.max_tokens)
+    corpus = describe_corpus(ppl.corpus_path)
+    for v in variants:
+        log(f"perplexity of {v.name} on {ppl.corpus_path.name} ({len(tokens[0])} tokens, window {ppl.window_tokens}, stride {ppl.stride_tokens})")
+        v.entry["perplexity"] = artifact_perplexity(v.onnx_dir, tokenizer, ppl.corpus_path, ppl.window_tokens, ppl.stride_tokens,
+                                                    ppl.max_tokens, session, tokens=tokens, corpus=corpus)
+    dense = variants[0].entry["perplexity"]["value"]
+    for v in variants[1:]:
+        v.entry["perplexity"]["ratio_to_dense"] = v.entry["perplexity"]["value"] / dense
+
+
+def _load_calibration(opts, specs: list[CandidateSpec], tokenizer, log):
+    """The calibration windows, loaded once when some candidate's method needs them (else ``None``)."""
+    from exporters.compress import calibration_options, load_calibration
+
+    needing = [s.spec for s in specs if s.needs_calibration]
+    if not needing:
+        return None
+    cal = calibration_options(opts.calibration_file, opts.calibration_windows, opts.calibration_tokens, opts.seed)
+    log(f"calibration for {', '.join(needing)}: {cal.n_windows} windows x {cal.window_tokens} tokens from {cal.file}")
+    return load_calibration(cal, tokenizer)
+
+
+def _build_artifact(v: _Variant, opts, source, dense_ckpt: Path, cand_sources, tokenizer, log, calibration=None) -> dict:
+    """Compress (if needed), export and verify one variant, then quantize the verified fp32 export when the
+    spec asks for ``+int8``/``+int4``. Cached exports and quantized artifacts are reused as they are.
+
+    Args:
+        calibration: the ``CalibrationSet`` shared by calibrated methods (wanda, sparsegpt, structured).
 
     Returns:
-        the variant's report entry: ``name``, ``role``, ``compression``, ``claims_sparsity``, ``artifact``, ``export``.
+        the variant's report entry: ``name``, ``role``, ``compression`` (with ``quantization``),
+        ``claims_sparsity``, ``claims``, ``artifact``, ``export``.
     """
     from exporters.artifact import describe_artifact
+    from exporters.compress import compress_model, compression_cache_key
     from exporters.model_source import load_causal_lm, materialize_checkpoint
     from exporters.onnx_export import cached_export, export_onnx
-    from exporters.pruning import prune_model
     from exporters.verify import verify_export
 
     work = opts.work_dir
-    if v.role == "baseline":
+    spec = v.spec
+    if v.role == "baseline" or spec.method == "none":  # quantization only: the dense export is quantized
         key = source.digest
-        compression: dict = {"method": "none"}
+        compression: dict = {"method": "none", "pattern": None, "claimed_sparsity": None, "calibration": None}
 
         def load_model():
             return load_causal_lm(dense_ckpt)[0]
-    elif v.spec.method == "checkpoint":
-        cs = cand_sources[v.spec.spec]
+    elif spec.method == "checkpoint":
+        cs = cand_sources[spec.spec]
         key = cs.digest
         compression = {"method": "checkpoint", "path": str(cs.path), "sha256": cs.digest, "format": cs.kind}
         if cs.kind == "onnx_dir":
@@ -324,15 +456,13 @@ def _build_artifact(v: _Variant, opts, source, dense_ckpt: Path, cand_sources, t
             _check_same_vocabulary(model, tokenizer, v.name)
             return model
     else:
-        key = sha256_json({"base": source.digest, "method": v.spec.method, "sparsity": v.spec.sparsity, "seed": opts.seed})
-        compression = {"method": v.spec.method, "claimed_sparsity": v.spec.sparsity, "seed": opts.seed}
+        key = compression_cache_key(source.digest, spec, opts.seed, calibration)
+        compression = {"method": spec.method, "pattern": spec.pattern_label, "claimed_sparsity": spec.sparsity, "seed": opts.seed}
 
         def load_model():
             model = load_causal_lm(dense_ckpt)[0]
-            log(f"pruning {v.name}: {v.spec.method} at sparsity {v.spec.sparsity}")
-            tp = time.time()
-            compression.update(prune_model(model, v.spec.method, v.spec.sparsity, seed=opts.seed))
-            compression["seconds"] = time.time() - tp
+            log(f"pruning {v.name}")
+            compression.update(compress_model(model, spec, seed=opts.seed, calibration=calibration))
             return model
 
     if v.onnx_dir is not None:
@@ -342,38 +472,82 @@ def _build_artifact(v: _Variant, opts, source, dense_ckpt: Path, cand_sources, t
         model = None
         if cached_export(work, key) is None:
             model = load_model()
-            if v.checkpoint is None:
+            if v.checkpoint is None and v.role != "baseline" and spec.method != "none":
                 v.checkpoint = _save_checkpoint(model, tokenizer, work, key, log)
 
         def checks(onnx_dir: Path) -> dict:
             return {"verification": verify_export(model, tokenizer, onnx_dir), "compression": compression}
 
         v.onnx_dir, meta = export_onnx(v.checkpoint or dense_ckpt, work, key, log, label=v.name, after_export=checks)
-        verification, compression = meta["checks"]["verification"], meta["checks"]["compression"]
+        verification, compression = meta["checks"]["verification"], dict(meta["checks"]["compression"])
         if not verification["passed"]:
             log(f"export check failed for {v.name}: max |Δlogit| {verification['max_abs_logit_diff']:.3g} > {verification['tolerance']:.3g}")
         del model
         gc.collect()
+    export = {"seconds": meta.get("export_s"), "reused": meta.get("reused"), "verification": verification}
+    compression["quantization"] = None
+    if spec is not None and spec.quantization:
+        from exporters.quantize import cached_quantize
+
+        fp32_dir = v.onnx_dir
+        v.onnx_dir, qmeta = cached_quantize(fp32_dir, work, key, spec.quantization, tokenizer, log)
+        compression["quantization"] = qmeta["quantization"]
+        export["quantization"] = {"seconds": qmeta["quantization"]["seconds"], "reused": qmeta["reused"], "fp32_artifact": str(fp32_dir)}
     return {
         "name": v.name,
         "role": v.role,
         "compression": compression,
-        "claims_sparsity": bool(v.spec and v.spec.claims_sparsity),
+        "claims_sparsity": bool(spec and spec.claims_sparsity),
+        "claims": spec.claims if spec is not None and spec.method != "checkpoint" else None,
         "artifact": describe_artifact(v.onnx_dir),
-        "export": {"seconds": meta.get("export_s"), "reused": meta.get("reused"), "verification": verification},
+        "export": export,
     }
 
 
-def _measure(variants: list[_Variant], session: SessionConfig, settings: BenchSettings, report: dict, log) -> None:
-    """Latency and memory of every artifact on ONNX Runtime (fresh child processes, interleaved)."""
+def _measure(variants: list[_Variant], session: SessionConfig, settings: BenchSettings, report: dict, log,
+             run_child=None, device=None) -> None:
+    """Latency and memory of every artifact on ONNX Runtime (fresh child processes, interleaved; protocol in gate/bench.py).
+
+    ``run_child`` runs one ``bench_child.py`` request elsewhere (e.g. ``gate.device`` over SSH); None = a local process.
+    Noisy phases (CV over ``settings.cv_limit`` after one re-run) are logged; the entries carry ``bench.stability``.
+    """
+    if device is not None:  # every child on the remote device (gate/device), same protocol
+        return measure_on_device(device, variants, session, settings, report, log, _measure)
     log(f"measuring {len(variants)} artifacts on ONNX Runtime ({', '.join(session.providers)}, {session.intra_op_threads} threads)")
-    bench = measure_variants([(v.name, v.onnx_dir / "model.onnx") for v in variants], session, settings, log=log)
+    extra = {"run_child": run_child} if run_child is not None else {}
+    bench = measure_variants([(v.name, v.onnx_dir / "model.onnx") for v in variants], session, settings, log=log, **extra)
     for v in variants:
         v.entry["bench"] = bench[v.name]
+        unstable = sorted({u["phase"] for u in bench[v.name]["stability"]["unstable_runs"]})
+        if unstable:
+            log(f"warning: {v.name}: latency too noisy (CV > {settings.cv_limit:.0%} after one re-run) in {', '.join(unstable)}; "
+                "comparisons on these phases are marked unstable")
     report["environment"]["execution_providers_used"] = sorted({p for v in variants for p in v.entry["bench"]["providers_used"]})
 
 
-def _score_bbq(v: _Variant, suite, tokenizer, session: SessionConfig, opts, log) -> list[int]:
+def _placement(variants: list[_Variant], session: SessionConfig, report: dict, log, device=None) -> None:
+    """Per-operator execution-provider placement of every artifact (one profiled prefill each, not timed).
+
+    Fills ``report["execution"]["op_placement"][variant]``, ``report["execution"]["providers_used"]`` (the providers
+    the sessions actually ran nodes on, priority order) and each variant's ``entry["execution"]``.
+    """
+    execution = report["execution"]
+    log(f"recording operator placement on {', '.join(session.providers)} (one profiled prefill per artifact, not timed)")
+    ran_on: set[str] = set()
+    for v in variants:
+        placement = op_placement(v.onnx_dir / "model.onnx", session) if device is None else device.placement(v.onnx_dir, session)
+        execution["op_placement"][v.name] = placement
+        ran_on |= set(placement["nodes_per_provider"])
+        v.entry["execution"] = {
+            **{k: execution[k] for k in ("providers_requested", "providers_available", "fallback", "fallback_reason",
+                                         "measured_arch", "target_arch", "on_target")},
+            "providers_used": [p for p in placement["session_providers"] if p in placement["nodes_per_provider"]],
+            "op_placement": placement,
+        }
+    execution["providers_used"] = [p for p in session.providers if p in ran_on] + sorted(ran_on - set(session.providers))
+
+
+def _score_bbq(v: _Variant, suite, tokenizer, session: SessionConfig, opts, log, device=None) -> list[int]:
     """Score the suite on one artifact; predictions are streamed to ``predictions/<variant>.jsonl.partial``
     and renamed when complete. Sets ``v.entry["bbq"]`` and returns the predicted option per item."""
     from .bbq_scoring import score_items
@@ -381,7 +555,7 @@ def _score_bbq(v: _Variant, suite, tokenizer, session: SessionConfig, opts, log)
     log(f"scoring {len(suite)} BBQ items on {v.name}")
     pred_dir = opts.out_dir / "predictions"
     pred_dir.mkdir(parents=True, exist_ok=True)
-    decoder = OrtDecoder(v.onnx_dir / "model.onnx", session)
+    decoder = OrtDecoder(v.onnx_dir / "model.onnx", session) if device is None else None  # remote: runs on the device
     final = pred_dir / f"{_slug(v.name)}.jsonl"
     partial = final.with_suffix(".jsonl.partial")
     with open(partial, "w", encoding="utf-8") as f:
@@ -396,8 +570,9 @@ def _score_bbq(v: _Variant, suite, tokenizer, session: SessionConfig, opts, log)
             }) + "\n")
             f.flush()
 
-        scores, seconds = score_items(decoder, tokenizer, suite, on_item, mode=opts.scoring_mode,
-                                      length_normalize=opts.length_normalize, permute_options=opts.permute_options)
+        scorer = score_items if device is None else device.scorer(v.onnx_dir, session)
+        scores, seconds = scorer(decoder, tokenizer, suite, on_item, mode=opts.scoring_mode,
+                                 length_normalize=opts.length_normalize, permute_options=opts.permute_options)
     os.replace(partial, final)
     preds = [s.pred for s in scores]
     v.entry["bbq"] = {
@@ -407,6 +582,8 @@ def _score_bbq(v: _Variant, suite, tokenizer, session: SessionConfig, opts, log)
         "seconds_per_item": seconds / max(1, len(suite)),
         "predictions": str(final),
     }
+    if device is not None:
+        v.entry["bbq"]["scored_on"] = device.device.target.url  # seconds above: the device's own scoring time
     return preds
 
 

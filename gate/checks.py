@@ -264,6 +264,8 @@ def _new_bias_rate(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
 
 def _perplexity_ratio(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     ppl = entry.get("perplexity")
+    if ppl and ppl.get("measured") is False:  # the user turned it off (--no-perplexity); recorded, not an error
+        raise NotApplicable(f"perplexity not measured: {ppl.get('reason', 'disabled')}")
     if not ppl or ppl.get("value") is None:
         raise NotComputed("perplexity not computed for this variant (entry['perplexity'] missing)")
     ratio = ppl.get("ratio_to_dense")

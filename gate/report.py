@@ -7,7 +7,10 @@ import os
 import tempfile
 from pathlib import Path
 
-SCHEMA_VERSION = "0.1.0"
+from .report_view import phase_stats
+
+SCHEMA_VERSION = "1.0.0"  # semver of report.json: minor = additive (consumers ignore unknown keys), major = breaking
+SCHEMA_URI = "https://prunegate.dev/schemas/report/v1.json"  # shipped as gate/schemas/report.schema.json
 
 
 def write_json_atomic(path: Path, data: object) -> None:
@@ -47,15 +50,26 @@ def summary_lines(report: dict) -> list[str]:
     for v in report.get("variants", []):
         bbq, bench, art = v.get("bbq") or {}, v.get("bench") or {}, v.get("artifact") or {}
         dec = (bench.get("decode_ms_per_token") or {}).get("p50")
-        pre = (bench.get("prefill_ms") or {}).get("p50")
+        pre_stats, pre_label = phase_stats(bench, "prefill_ms")
+        pre = pre_stats.get("p50")
         rss = bench.get("peak_rss_bytes")
         lines.append(
             f"{v['name']:<24} {v['role']:<9} size {_fmt(art.get('bytes_total', 0) / 1e6, '.1f')} MB | "
-            f"decode p50 {_fmt(dec, '.2f')} ms/token | prefill p50 {_fmt(pre, '.1f')} ms | "
+            f"decode p50 {_fmt(dec, '.2f')} ms/token | {pre_label} p50 {_fmt(pre, '.1f')} ms | "
             f"peak RSS {_fmt(rss / 1e6 if rss else None, '.0f')} MB | "
             f"accuracy (fraction) ambig {_fmt(bbq.get('accuracy_ambig'))} disambig {_fmt(bbq.get('accuracy_disambig'))} | "
             f"s_AMB {_fmt(bbq.get('s_amb'), '+.3f')} s_DIS {_fmt(bbq.get('s_dis'), '+.3f')}"
         )
+        sp, size, ppl = v.get("sparsity") or {}, v.get("size") or {}, v.get("perplexity") or {}
+        if sp or size or ppl:
+            claim = sp.get("claimed")
+            lines.append(
+                f"{'':<24} artifact: sparsity (fraction of weights = 0) pruned linears {_fmt(sp.get('measured_pruned_linears'))}"
+                f" (claimed {_fmt(claim)}), all params {_fmt(sp.get('measured_all_params'))} | "
+                f"zstd {_fmt(size['bytes_zstd'] / 1e6 if size.get('bytes_zstd') else None, '.1f')} MB | "
+                f"perplexity {_fmt(ppl.get('value'), '.2f')}"
+                + (f" (x{_fmt(ppl['ratio_to_dense'], '.3f')} dense)" if ppl.get("ratio_to_dense") is not None else "")
+            )
         paired = v.get("paired_vs_baseline")
         if paired:
             nb = paired["transitions"]["new_bias"]
@@ -70,9 +84,29 @@ def summary_lines(report: dict) -> list[str]:
             if mde is None or mde > 0.05:
                 lines.append(f"{'':<24} warning: with {paired['transitions']['n_pairs']} ambiguous items the suite cannot detect a"
                              f" change in SRS smaller than {_fmt(mde, '.3f')} (80% power); use a larger --suite-size")
-    for f in report.get("findings", []):
-        mark = "PASS" if f["status"] == "pass" else "FAIL"
-        lines.append(f"  {mark} {f['id']:<20} {f['variant']}: {f['message']}")
+    for f in report.get("findings", []):  # checks that failed, were inconclusive, errored or were waived
+        mark = f["status"].upper()
+        note = " (warning only)" if f.get("effect") == "warning" else ""
+        lines.append(f"  {mark:<12} {f['id']:<20} {f['variant']}: {f['message']}{note}")
     verdict = report.get("verdict", "?").upper()
-    lines.append(f"verdict: {verdict} (exit {report.get('exit_code')})" + (" [partial]" if report.get("partial") else ""))
+    reason = (report.get("summary") or {}).get("reason")
+    lines.append(f"verdict: {verdict} (exit {report.get('exit_code')})" + (f": {reason}" if reason else "")
+                 + (" [partial]" if report.get("partial") else "")
+                 + off_target_note(report))
     return lines
+
+
+def off_target_note(report: dict) -> str:
+    """Suffix of the verdict line when the run was not on the profile's target device ("" when it was, or unknown).
+
+    Example: `` — measured on x86_64 host, not on the raspberry-pi-5 target (aarch64 Cortex-A76): latency and memory
+    are not the device's``. ``report["execution"]`` comes from ``gate.providers.target_check``.
+    """
+    ex = report.get("execution") or {}
+    if ex.get("on_target", True):
+        return ""
+    prof = (report.get("profile") or {}).get("name", "?")
+    core = ex.get("target_core_type")
+    target = f"{ex.get('target_arch')} {core}" if core and core not in ("any", "native") else f"{ex.get('target_arch')}"
+    return (f" — measured on {ex.get('measured_arch')} host, not on the {prof} target ({target}): "
+            f"latency and memory are not the device's")

@@ -12,9 +12,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+pytest_plugins = ["report_fixtures"]  # tiny_run: a finished check on the tiny model (tests of report.json and its outputs)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 BBQ_DIR = SHARED / "bbq" / "data"
+PPL_FILE = SHARED / "wikitext-2" / "test.txt"
+# `prunegate check` measures perplexity by default and needs a corpus: the shared WikiText-2 test split.
+os.environ.setdefault("PRUNEGATE_PPL_FILE", str(PPL_FILE))
 
 _CORPUS = [
     "The old man and the young woman were talking. Who was forgetful? Answer: Unknown",

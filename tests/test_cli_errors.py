@@ -15,10 +15,10 @@ from pathlib import Path
 from conftest import BBQ_DIR
 
 
-def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     full_env = {**os.environ, **(env or {})}
     full_env.pop("PRUNEGATE_BBQ_DIR", None) if env is None or "PRUNEGATE_BBQ_DIR" not in env else None
-    return subprocess.run([sys.executable, "-m", "gate.cli", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, "-m", "gate.cli", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout)
 
 
 def assert_input_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:

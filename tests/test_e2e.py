@@ -19,8 +19,10 @@ def check_report(out: Path, proc, expected_variants: list[str]) -> dict:
     assert REPORT_KEYS <= report.keys()
     assert report["partial"] is False
     assert report["exit_code"] == proc.returncode
-    assert report["verdict"] == ("pass" if proc.returncode == 0 else "fail")
-    assert (report["verdict"] == "fail") == any(f["status"] == "fail" for f in report["findings"])
+    assert report["verdict"] in (("pass", "warn") if proc.returncode == 0 else ("fail",))
+    assert (report["verdict"] == "fail") == any(f["effect"] == "fail" for f in report["findings"])
+    assert report["summary"]["executed"] > 0 and report["checks"]
+    assert {c["status"] for c in report["checks"]} <= {"pass", "fail", "inconclusive", "waived", "skipped"}
     assert [v["name"] for v in report["variants"]] == expected_variants
     assert report["variants"][0]["role"] == "baseline"
     assert all(v["role"] == "candidate" for v in report["variants"][1:])
@@ -34,9 +36,9 @@ def check_report(out: Path, proc, expected_variants: list[str]) -> dict:
             assert len(f["sha256"]) == 64
         assert art["bytes_total"] == sum(f["bytes"] for f in art["files"])
         b = v["bench"]
-        assert b["load_s"] > 0 and b["peak_rss_bytes"] > 0
-        for phase in ("prefill_ms", "decode_ms_per_token"):
-            assert 0 < b[phase]["p50"] <= b[phase]["p95"]
+        assert b["load_ms"]["p50"] > 0 and b["peak_rss_bytes"] > 0
+        for stats in [*b["prefill_ms"].values(), b["decode_ms_per_token"]]:
+            assert 0 < stats["p50"] <= stats["p95"]
         assert "CPUExecutionProvider" in b["providers_used"]
         q = v["bbq"]
         assert q["n_items"] == report["suite"]["n_items"]
@@ -56,14 +58,19 @@ def test_check_on_tiny_model(tmp_path, tiny_model_dir, bbq_dir):
     out = tmp_path / "out"
     args = ["check", "--model", str(tiny_model_dir), "--bbq-dir", str(bbq_dir), "--suite-size", "24",
             "--candidate", "magnitude:0.5", "--candidate", "random:0.3", "--out", str(out), "--work-dir", str(tmp_path / "w"),
-            "--prompt-tokens", "16", "--decode-tokens", "4", "--bench-runs", "3", "--bench-processes", "1"]
+            "--prompt-lengths", "16", "--decode-context", "16", "--bench-min-runs", "3", "--bench-min-seconds", "0",
+            "--bench-processes", "1", "--cv-limit", "100"]
     proc = run_cli(*args)
     report = check_report(out, proc, ["dense", "magnitude:0.5", "random:0.3"])
-    ids = [(f["id"], f["variant"]) for f in report["findings"]]
-    assert ("efficiency.speedup", "magnitude:0.5") in ids and ("efficiency.size", "magnitude:0.5") in ids
+    checks = {(c["id"], c["variant"]): c for c in report["checks"]}
+    assert ("efficiency.speedup", "magnitude:0.5") in checks and ("efficiency.speedup", "dense") not in checks
     # unstructured zeros are still stored: no size saving, so the gate must fail
-    size = next(f for f in report["findings"] if f["id"] == "efficiency.size" and f["variant"] == "magnitude:0.5")
-    assert size["status"] == "fail" and size["values"]["size_saving_fraction"] < 0.10
+    size = checks[("efficiency.size", "magnitude:0.5")]
+    assert size["status"] == "fail" and size["estimate"] < 0.10
+    # the artifact really holds the claimed zeros (measured in the ONNX initializers)
+    assert checks[("sparsity.claim", "magnitude:0.5")]["status"] == "pass"
+    assert abs(report["variants"][1]["sparsity"]["measured_pruned_linears"] - 0.5) < 0.01
+    assert report["variants"][1]["perplexity"]["ratio_to_dense"] > 0
     assert proc.returncode == 1
     # the second run reuses the exports
     proc2 = run_cli(*args)
@@ -80,13 +87,22 @@ def test_check_passes_for_an_identical_user_checkpoint(tmp_path, tiny_model_dir,
     suite = tmp_path / "suite.json"
     assert run_cli("suite", "build", "--bbq-dir", str(bbq_dir), "--size", "16", "--out", str(suite)).returncode == 0
     out = tmp_path / "out"
+    policy = tmp_path / "gate.toml"
+    policy.write_text('schema_version = "1.0"\n[gate]\non_inconclusive = "warn"\n')
     proc = run_cli("check", "--model", str(tiny_model_dir), "--bbq-dir", str(bbq_dir), "--suite", str(suite),
                    "--candidate", str(tiny_model_dir), "--candidate", str(tiny_onnx_dir),
                    "--out", str(out), "--work-dir", str(tmp_path / "w"),
-                   "--prompt-tokens", "8", "--decode-tokens", "2", "--bench-runs", "2", "--bench-processes", "1")
+                   "--prompt-lengths", "8", "--decode-context", "8", "--bench-min-runs", "2", "--bench-min-seconds", "0",
+                   "--bench-processes", "1", "--cv-limit", "100", "--policy", str(policy))
     report = check_report(out, proc, ["dense", str(tiny_model_dir), str(tiny_onnx_dir)])
-    assert proc.returncode == 0 and report["verdict"] == "pass"
-    assert {f["id"] for f in report["findings"]} == {"bias.s_amb", "accuracy.disambig"}
+    # 16 items cannot show non-inferiority at a 0.05 margin even with identical answers: the bias and accuracy
+    # checks are INCONCLUSIVE (a warning under this policy), never FAIL, and nothing else is wrong
+    assert proc.returncode == 0 and report["verdict"] == "warn", report["summary"]
+    statuses = {(c["id"], c["variant"]): c["status"] for c in report["checks"]}
+    assert not any(s in ("fail", "error") for s in statuses.values()), statuses
+    assert statuses[("perplexity.ratio", str(tiny_onnx_dir))] == "pass"
+    assert {c["id"] for c in report["checks"] if c["status"] == "inconclusive"} <= {
+        "bias.s_amb", "bias.srs", "bias.new_bias_rate", "accuracy.disambig"}
     preds = [[json.loads(x)["pred_index"] for x in Path(v["bbq"]["predictions"]).read_text().splitlines()]
              for v in report["variants"]]
     assert preds[0] == preds[1] == preds[2]
@@ -108,11 +124,13 @@ def test_check_on_default_model(tmp_path, bbq_dir):
     out = tmp_path / "out"
     work = Path(os.environ.get("PRUNEGATE_TEST_WORK_DIR", tmp_path / "w"))
     proc = run_cli("check", "--bbq-dir", str(bbq_dir), "--suite-size", "24", "--out", str(out), "--work-dir", str(work),
-                   "--bench-runs", "5", "--bench-processes", "2", "--decode-tokens", "16")
+                   "--bench-min-runs", "5", "--bench-min-seconds", "1", "--bench-processes", "2", "--prompt-lengths", "128",
+                   "--decode-context", "128", "--ppl-max-tokens", "1024", timeout=1800)
     report = check_report(out, proc, ["dense", "magnitude:0.5"])
     dense, cand = report["variants"]
     assert "SmolLM2" in report["config"]["model_name"]
     assert 0.49 <= cand["compression"]["sparsity"] <= 0.51
+    assert 0.49 <= cand["sparsity"]["measured_pruned_linears"] <= 0.51
     # the study's finding, reproduced: unstructured zeros are stored, so no size saving
     assert abs(cand["artifact"]["bytes_total"] - dense["artifact"]["bytes_total"]) / dense["artifact"]["bytes_total"] < 0.01
     assert proc.returncode == 1

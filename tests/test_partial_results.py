@@ -11,7 +11,8 @@ from gate.bench import BenchSettings
 from gate.check import CheckOptions, run_check
 from gate.report import write_json_atomic
 
-TINY_BENCH = BenchSettings(prompt_tokens=8, decode_context=8, decode_tokens=2, warmup_runs=1, runs=2, processes=1)
+TINY_BENCH = BenchSettings(prompt_lengths=(8,), decode_context=8, warmup_min_runs=1, warmup_min_seconds=0, min_runs=2,
+                           min_seconds=0, processes=1, cv_limit=100.0)
 
 
 def _opts(tmp_path, model_dir, bbq_dir) -> CheckOptions:
