@@ -284,7 +284,8 @@ def _efficiency(base: dict, entry: dict, ctx: Context) -> dict:
     if "efficiency" not in ctx.cache:
         from .efficiency import efficiency_metrics
 
-        ctx.cache["efficiency"] = efficiency_metrics(base, entry, seed=ctx.stats.seed)
+        ctx.cache["efficiency"] = efficiency_metrics(base, entry, seed=ctx.stats.seed, confidence=ctx.stats.confidence,
+                                                     n_resamples=ctx.stats.resamples)
     return ctx.cache["efficiency"]
 
 
@@ -328,7 +329,8 @@ def _budget_facts(entry: dict, ctx: Context) -> dict:
     if "budget" not in ctx.cache:
         from .efficiency import budget_facts
 
-        ctx.cache["budget"] = budget_facts(entry, ctx.profile, seed=ctx.stats.seed)
+        ctx.cache["budget"] = budget_facts(entry, ctx.profile, seed=ctx.stats.seed, confidence=ctx.stats.confidence,
+                                              n_resamples=ctx.stats.resamples)
     return ctx.cache["budget"]
 
 

@@ -19,9 +19,10 @@ CONFIDENCE = 0.95
 N_RESAMPLES = 4000
 
 
-def _speedup(b_stats: dict, c_stats: dict, unstable: bool, seed: int) -> dict[str, Any]:
+def _speedup(b_stats: dict, c_stats: dict, unstable: bool, seed: int, confidence: float = CONFIDENCE,
+             n_resamples: int = N_RESAMPLES) -> dict[str, Any]:
     ci = ratio_ci_across_processes(b_stats["samples_per_process"], c_stats["samples_per_process"],
-                                   confidence=CONFIDENCE, n_resamples=N_RESAMPLES, seed=seed)
+                                   confidence=confidence, n_resamples=n_resamples, seed=seed)
     return {
         "speedup_x": ci["ratio"],
         "ci_low_x": ci["ci_low"],
@@ -69,13 +70,16 @@ def storage_saving(baseline_entry: dict, candidate_entry: dict) -> dict[str, Any
             "source": b_src if b_src == c_src else f"baseline {b_src}, candidate {c_src}"}
 
 
-def efficiency_metrics(baseline_entry: dict, candidate_entry: dict, *, seed: int = 0) -> dict[str, Any]:
-    """Speedups and savings of a candidate over the baseline, each with a 95 % CI across process repeats.
+def efficiency_metrics(baseline_entry: dict, candidate_entry: dict, *, seed: int = 0, confidence: float = CONFIDENCE,
+                       n_resamples: int = N_RESAMPLES) -> dict[str, Any]:
+    """Speedups and savings of a candidate over the baseline, each with a CI across process repeats.
 
     Args:
         baseline_entry: the dense variant's report entry (``bench``, ``size``/``artifact``).
         candidate_entry: the candidate's report entry, same keys.
         seed: bootstrap seed (each metric uses ``seed`` + a fixed offset, so results are reproducible).
+        confidence: two-sided level of every interval (the policy's ``statistics.confidence``).
+        n_resamples: bootstrap resamples (the policy's ``statistics.resamples``).
 
     Returns:
         ``decode_speedup``: ``speedup_x`` = median over processes of baseline per-process p50 /
@@ -99,26 +103,26 @@ def efficiency_metrics(baseline_entry: dict, candidate_entry: dict, *, seed: int
     unstable = _unstable_phases(b) | _unstable_phases(c)
     b_dec, c_dec = b["decode_ms_per_token"], c["decode_ms_per_token"]
     out["decode_speedup"] = {"context_tokens": b_dec.get("context_tokens"),
-                             **_speedup(b_dec, c_dec, "decode" in unstable, seed)}
+                             **_speedup(b_dec, c_dec, "decode" in unstable, seed, confidence, n_resamples)}
     if b_dec.get("context_tokens") != c_dec.get("context_tokens"):
         out["decode_speedup"]["warning"] = "baseline and candidate were decoded at different contexts"
     prefill = {}
     for length in sorted(set(b["prefill_ms"]) & set(c["prefill_ms"]), key=int):
         prefill[length] = {"prompt_tokens": int(length),
                            **_speedup(b["prefill_ms"][length], c["prefill_ms"][length],
-                                      f"prefill_{length}" in unstable, seed + int(length))}
+                                      f"prefill_{length}" in unstable, seed + int(length), confidence, n_resamples)}
     out["prefill_speedup"] = prefill
     b_mem = b["memory"]["peak_above_baseline_bytes_per_process"]
     c_mem = c["memory"]["peak_above_baseline_bytes_per_process"]
     if min(b_mem + c_mem) > 0:
         # candidate / baseline ratio of medians; saving = 1 - ratio, so the CI bounds swap.
-        ci = ratio_ci_across_processes([[x] for x in c_mem], [[x] for x in b_mem], confidence=CONFIDENCE,
-                                       n_resamples=N_RESAMPLES, seed=seed + 1)
+        ci = ratio_ci_across_processes([[x] for x in c_mem], [[x] for x in b_mem], confidence=confidence,
+                                       n_resamples=n_resamples, seed=seed + 1)
         out["memory_saving"] = {
             "saving_fraction": 1 - ci["ratio"],
             "ci_low": 1 - ci["ci_high"],
             "ci_high": 1 - ci["ci_low"],
-            "confidence": CONFIDENCE,
+            "confidence": confidence,
             "baseline_peak_above_baseline_bytes": ci["candidate_value"],
             "candidate_peak_above_baseline_bytes": ci["baseline_value"],
             "n_processes_baseline": len(b_mem),
@@ -154,7 +158,8 @@ def latency_budget(profile: Any, phase: str) -> tuple[float | None, float, str |
     return (float(flat), 90.0, f"{phase}_latency_budget_ms") if flat else (None, 90.0, None)
 
 
-def budget_facts(entry: dict, profile: Any, *, seed: int = 0) -> dict[str, Any]:
+def budget_facts(entry: dict, profile: Any, *, seed: int = 0, confidence: float = CONFIDENCE,
+                 n_resamples: int = N_RESAMPLES) -> dict[str, Any]:
     """One variant against the hardware profile's budgets.
 
     Args:
@@ -164,6 +169,7 @@ def budget_facts(entry: dict, profile: Any, *, seed: int = 0) -> dict[str, Any]:
             and the latency budgets found by :func:`latency_budget` (decode: ms per token at the
             measured decode context; prefill: ms per prompt, applied to every measured length).
         seed: bootstrap seed.
+        confidence, n_resamples: interval level and bootstrap resamples (the policy's statistics settings).
 
     Returns:
         ``storage``: ``bytes``, ``source``, ``budget_bytes``, ``over_budget`` (bytes > budget;
@@ -189,7 +195,7 @@ def budget_facts(entry: dict, profile: Any, *, seed: int = 0) -> dict[str, Any]:
         return out
     ram_budget = _get(profile, "ram_budget_bytes") or None
     peaks = bench["memory"]["peak_rss_bytes_per_process"]
-    ci = value_ci_across_processes([[p] for p in peaks], confidence=CONFIDENCE, n_resamples=N_RESAMPLES, seed=seed)
+    ci = value_ci_across_processes([[p] for p in peaks], confidence=confidence, n_resamples=n_resamples, seed=seed)
     out["ram"] = {
         "peak_rss_bytes": max(peaks),
         "peak_rss_bytes_median": ci["value"],
@@ -204,13 +210,13 @@ def budget_facts(entry: dict, profile: Any, *, seed: int = 0) -> dict[str, Any]:
 
     def latency(stats: dict, kind: str, phase: str, offset: int) -> dict[str, Any]:
         budget, q, key = latency_budget(profile, kind)
-        lat = value_ci_across_processes(stats["samples_per_process"], q=q, confidence=CONFIDENCE,
-                                        n_resamples=N_RESAMPLES, seed=seed + offset)
+        lat = value_ci_across_processes(stats["samples_per_process"], q=q, confidence=confidence,
+                                        n_resamples=n_resamples, seed=seed + offset)
         over = None
         if budget:
             over = True if lat["ci_low"] > budget else False if lat["ci_high"] <= budget else None
         return {"percentile": q, "value_ms": lat["value"], "ci_low_ms": lat["ci_low"], "ci_high_ms": lat["ci_high"],
-                "confidence": CONFIDENCE, "budget_ms": budget, "budget_key": key, "over_budget": over,
+                "confidence": confidence, "budget_ms": budget, "budget_key": key, "over_budget": over,
                 "unstable": phase in unstable, "method": lat["method"]}
 
     dec = bench["decode_ms_per_token"]

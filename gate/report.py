@@ -88,6 +88,7 @@ def summary_lines(report: dict) -> list[str]:
         mark = f["status"].upper()
         note = " (warning only)" if f.get("effect") == "warning" else ""
         lines.append(f"  {mark:<12} {f['id']:<20} {f['variant']}: {f['message']}{note}")
+    lines += answer_lines(report)
     verdict = report.get("verdict", "?").upper()
     reason = (report.get("summary") or {}).get("reason")
     lines.append(f"verdict: {verdict} (exit {report.get('exit_code')})" + (f": {reason}" if reason else "")
@@ -110,3 +111,52 @@ def off_target_note(report: dict) -> str:
     target = f"{ex.get('target_arch')} {core}" if core and core not in ("any", "native") else f"{ex.get('target_arch')}"
     return (f" — measured on {ex.get('measured_arch')} host, not on the {prof} target ({target}): "
             f"latency and memory are not the device's")
+
+
+ANSWER_GROUPS = (
+    ("storage", ("budget.storage",)),
+    ("RAM", ("budget.memory",)),
+    ("latency", ("budget.latency",)),
+    ("bias", ("bias.s_amb", "bias.srs", "bias.new_bias_rate")),
+    ("accuracy", ("accuracy.disambig",)),
+    ("perplexity", ("perplexity.ratio", "perplexity.paradox")),
+    ("savings", ("efficiency.speedup", "efficiency.size", "efficiency.memory")),
+    ("artifact", ("sparsity.claim", "export.verify")),
+)
+"""Columns of the one-screen answer: label and the check ids it summarises (worst status wins)."""
+
+_WORST = ("error", "fail", "inconclusive", "waived", "pass", "skipped")
+
+
+def _mb(x) -> str:
+    return "n/a" if x is None else f"{x / 1e6:,.0f} MB"
+
+
+def answer_lines(report: dict) -> list[str]:
+    """One line per variant answering "can I ship this to the profile's device?" (the before-flashing view).
+
+    Each column is the worst status of its checks (error > fail > inconclusive > waived > pass; "-" when every
+    check of the group was skipped or disabled); storage and RAM show the measured bytes against the profile's
+    budget. Reads ``report["checks"]`` (``gate.decision``) and ``report["profile"]``; empty without checks.
+    """
+    checks = report.get("checks") or []
+    if not checks:
+        return []
+    prof = report.get("profile") or {}
+    def budget(key: str) -> str:
+        return _mb(prof[key]) if prof.get(key) else "none"
+
+    lines = [f"answer for profile '{prof.get('name', '?')}' (storage budget {budget('storage_budget_bytes')}, "
+             f"RAM budget {budget('ram_budget_bytes')}):"]
+    for v in report.get("variants", []):
+        mine = {c["id"]: c for c in checks if c.get("variant") == v["name"]}
+        cells = []
+        for label, ids in ANSWER_GROUPS:
+            statuses = [mine[i]["status"] for i in ids if i in mine and mine[i]["status"] != "skipped"]
+            status = min(statuses, key=_WORST.index) if statuses else "-"
+            if label in ("storage", "RAM") and ids[0] in mine and mine[ids[0]].get("estimate") is not None:
+                c = mine[ids[0]]
+                status += f" ({_mb(c['estimate'])} <= {_mb(c.get('margin'))})"
+            cells.append(f"{label} {status.upper() if status != '-' else '-'}")
+        lines.append(f"  {v['name']:<22} " + " | ".join(cells))
+    return lines

@@ -1,0 +1,45 @@
+"""The console summary's one-screen answer (before flashing a device): budgets and checks per variant."""
+
+from __future__ import annotations
+
+from gate.report import answer_lines, summary_lines
+
+
+def _check(cid, variant, status, estimate=None, margin=None):
+    return {"id": cid, "variant": variant, "status": status, "estimate": estimate, "margin": margin}
+
+
+def _report():
+    checks = [
+        _check("budget.storage", "dense", "pass", 539e6, 8e9), _check("budget.memory", "dense", "pass", 0.9e9, 3e9),
+        _check("budget.storage", "wanda:0.5", "pass", 539e6, 8e9), _check("budget.memory", "wanda:0.5", "fail", 3.5e9, 3e9),
+        _check("bias.s_amb", "wanda:0.5", "pass"), _check("bias.srs", "wanda:0.5", "fail"),
+        _check("bias.new_bias_rate", "wanda:0.5", "inconclusive"), _check("perplexity.ratio", "wanda:0.5", "pass"),
+        _check("efficiency.size", "wanda:0.5", "skipped"),
+    ]
+    return {"profile": {"name": "raspberry-pi-5", "storage_budget_bytes": 8e9, "ram_budget_bytes": 3e9},
+            "variants": [{"name": "dense", "role": "baseline"}, {"name": "wanda:0.5", "role": "candidate"}],
+            "checks": checks, "findings": [], "verdict": "fail", "exit_code": 1,
+            "execution": {"on_target": False, "measured_arch": "x86_64", "target_arch": "aarch64",
+                          "target_core_type": "Cortex-A76"}}
+
+
+def test_answer_shows_budgets_and_worst_status_per_group():
+    lines = answer_lines(_report())
+    assert lines[0] == "answer for profile 'raspberry-pi-5' (storage budget 8,000 MB, RAM budget 3,000 MB):"
+    dense, cand = lines[1], lines[2]
+    assert "storage PASS (539 MB <= 8,000 MB)" in dense and "RAM PASS (900 MB <= 3,000 MB)" in dense
+    assert "RAM FAIL (3,500 MB <= 3,000 MB)" in cand
+    assert "bias FAIL" in cand  # worst of pass / fail / inconclusive
+    assert "perplexity PASS" in cand and "savings -" in cand  # all-skipped group shows "-"
+
+
+def test_summary_ends_with_answer_then_off_target_verdict():
+    lines = summary_lines(_report())
+    assert lines[-1].startswith("verdict: FAIL (exit 1)")
+    assert "not on the raspberry-pi-5 target (aarch64 Cortex-A76)" in lines[-1]
+    assert lines[-4].startswith("answer for profile 'raspberry-pi-5'")
+
+
+def test_no_checks_no_answer():
+    assert answer_lines({"variants": [], "checks": []}) == []
