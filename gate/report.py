@@ -70,6 +70,9 @@ def summary_lines(report: dict) -> list[str]:
                 f"perplexity {_fmt(ppl.get('value'), '.2f')}"
                 + (f" (x{_fmt(ppl['ratio_to_dense'], '.3f')} dense)" if ppl.get("ratio_to_dense") is not None else "")
             )
+        if art.get("dir"):
+            digest = (art.get("digest") or {}).get("sha256") or ""
+            lines.append(f"{'':<24} artifact dir {art['dir']} (sha256 {digest[:16]}…; `prunegate verify --artifact` it)")
         paired = v.get("paired_vs_baseline")
         if paired:
             nb = paired["transitions"]["new_bias"]

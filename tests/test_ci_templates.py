@@ -13,7 +13,8 @@ import yaml
 from gate.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {"MODEL": "models/dense", "CANDIDATE": "models/pruned-onnx", "BBQ_DIR": "data/bbq", "GITHUB_STEP_SUMMARY": "/tmp/summary"}
+ENV = {"MODEL": "models/dense", "CANDIDATE": "models/pruned-onnx", "BBQ_DIR": "data/bbq", "PPL_FILE": "data/wikitext-2/test.txt",
+       "GITHUB_STEP_SUMMARY": "/tmp/summary"}
 
 
 def _readme_commands() -> list[str]:
