@@ -225,8 +225,11 @@ def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
         log(f"warning: {plan.reason}")
     threads = profile.resolved_threads() if opts.threads is None else (opts.threads or profile.resolved_threads())
     cpus = device.facts["cpus_available"] if device is not None else len(os.sched_getaffinity(0))
+    warnings: list[str] = []
     if opts.threads is None and threads > cpus:  # a device profile's threads would oversubscribe a smaller host
-        log(f"warning: profile '{profile.name}' asks for {threads} intra-op threads but {cpus} CPUs are available here; using {cpus}")
+        warnings.append(f"profile '{profile.name}' asks for {threads} intra-op threads but {cpus} CPUs are available "
+                        f"here; used {cpus}")
+        log(f"warning: {warnings[-1]}")
         threads = cpus
     session = plan.session_config(threads)
 
@@ -265,6 +268,7 @@ def run_check(opts: CheckOptions, log: Callable[[str], None] = print) -> dict:
                         "ci": ci_context()},
         "variants": [],
         "findings": [],
+        "warnings": warnings,
         "timings_s": {},
     }
     if device is not None:

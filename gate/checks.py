@@ -108,12 +108,14 @@ class Context:
         per: ``"pooled"`` / ``"category"`` for BBQ checks.
         profile: ``report["profile"]`` (hardware profile with budgets).
         cache: per-variant memo shared by the variant's checks (efficiency numbers are computed once).
+        execution: ``report["execution"]`` (``on_target``, ``measured_arch``: was the run on the target device?).
     """
 
     stats: Statistics
     per: str | None = None
     profile: dict = field(default_factory=dict)
     cache: dict = field(default_factory=dict)
+    execution: dict = field(default_factory=dict)
 
 
 def z_crit(confidence: float) -> float:
@@ -181,6 +183,37 @@ def zero_discordance_bound(n: int, confidence: float, scale: float = 1.0) -> flo
     return scale * -math.log((1.0 - confidence) / 2.0) / n
 
 
+def _degenerate_interval(name: str, est: float, g: dict, n_pairs: int, conf: float) -> tuple[float, float, str]:
+    """Replacement for a zero-width bootstrap interval of a paired BBQ delta (returns ``lo, hi, note``).
+
+    The template-cluster bootstrap collapses when nothing changed, or when a category has too few template
+    instances to resample; a zero-width interval would then let a tiny suite "prove" non-inferiority.
+
+    * ``est == 0``: nothing changed; the exact zero-discordance bound (:func:`zero_discordance_bound`).
+    * ``delta_srs`` with discordant pairs: the Wald interval of a paired difference of proportions from the
+      McNemar counts, ``(c - b)/n ± z sqrt(b + c - (c - b)^2 / n) / n`` (Agresti 2013, Categorical Data
+      Analysis, §10.1.1), never narrower than the zero-discordance bound.
+    * otherwise: no interval can be estimated; the metric's whole range (``±2`` for s_AMB deltas, ``±1`` for
+      fractions), so the check is INCONCLUSIVE rather than decided by a degenerate resample.
+    """
+    scale = 2.0 if "s_amb" in name else 1.0
+    n_rel = n_pairs if name in _AMBIGUOUS_DELTAS else (g.get("n_items") or 0) - n_pairs
+    floor = zero_discordance_bound(n_rel, conf, scale=scale)
+    if est == 0:
+        return est - floor, est + floor, ("the bootstrap interval had zero width (no item changed its answer), so it "
+                                          "is widened to the exact bound for zero discordant items (rule of three)")
+    mc = g.get("mcnemar") or {}
+    b, c = mc.get("b_removed_bias"), mc.get("c_new_bias")
+    if name == "delta_srs" and b is not None and c is not None and n_pairs:
+        half = max(floor, z_crit(conf) * math.sqrt(max(0.0, b + c - (c - b) ** 2 / n_pairs)) / n_pairs)
+        return est - half, est + half, ("the bootstrap interval had zero width (too few template instances per "
+                                        "category to resample), so the Wald interval of a paired difference of "
+                                        "proportions from the McNemar counts is used")
+    return est - scale, est + scale, ("the bootstrap interval had zero width although answers changed (too few "
+                                      "template instances per category to resample): no interval can be estimated, "
+                                      "so the whole range of the metric is used")
+
+
 def _paired(entry: dict) -> dict:
     paired = entry.get("paired_vs_baseline")
     if not paired:
@@ -220,11 +253,8 @@ def _delta_check(name: str, sign: float, needs_target: bool):
             conf = d.get("confidence", ctx.stats.confidence)
             method = "paired bootstrap over template instances, percentile interval (gate/paired_stats.py)"
             if lo is not None and hi is not None and hi - lo <= 0:
-                n_rel = n_pairs if name in _AMBIGUOUS_DELTAS else (g.get("n_items") or 0) - n_pairs
-                half = zero_discordance_bound(n_rel, conf, scale=2.0 if "s_amb" in name else 1.0)
-                lo, hi = est - half, est + half
-                method += ("; the bootstrap interval had zero width (no item changed its answer), so it is widened to "
-                           "the exact bound for zero discordant items (rule of three)")
+                lo, hi, note = _degenerate_interval(name, est, g, n_pairs, conf)
+                method += "; " + note
             mde = mde_from_interval(lo, hi, conf, ctx.stats.power)
             if name == "delta_srs":
                 m = g.get("mde") or {}
@@ -374,6 +404,9 @@ def _budget_latency(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     budget, q, key = _latency_budget(ctx.profile)
     if not budget:
         raise _no_budget("decode latency budget (latency_budgets.decode_p50_ms_per_token_max)", ctx)
+    if ctx.execution.get("on_target") is False:  # x86 host timings say nothing about an Arm core's latency
+        raise NotApplicable(f"not judged: latency was measured on a {ctx.execution.get('measured_arch', '?')} host, not on "
+                            f"the '{ctx.profile.get('name', '?')}' target; measure on the device (--device ssh://...)")
     dec = (entry.get("bench") or {}).get("decode_ms_per_token") or {}
     per_process = dec.get("samples_per_process")
     if not per_process:

@@ -302,7 +302,7 @@ def evaluate_checks(report: dict, policy: Policy, *, today: dt.date | None = Non
             if spec.extract is None:
                 continue  # derived checks (the paradox) are judged after the others
             ctx = Context(stats=policy.statistics, per=cp.per if spec.bbq else None,
-                          profile=report.get("profile") or {}, cache=cache)
+                          profile=report.get("profile") or {}, cache=cache, execution=report.get("execution") or {})
             try:
                 if baseline is None and spec.applies != "all":
                     raise NotComputed("no baseline variant in the report")

@@ -221,6 +221,8 @@ def validate_policy_data(data: dict) -> list[str]:
     """
     import jsonschema
 
+    waivers = data.get("waivers") if isinstance(data.get("waivers"), list) else []
+    raw_string_expiry = {i for i, w in enumerate(waivers) if isinstance(w, dict) and isinstance(w.get("expires"), str)}
     instance = _jsonable(data)
     validator = jsonschema.Draft202012Validator(policy_schema())
     errors = sorted(validator.iter_errors(instance),
@@ -234,7 +236,10 @@ def validate_policy_data(data: dict) -> list[str]:
         problems += _problems(e)
     for i, w in enumerate(instance.get("waivers", []) if isinstance(instance.get("waivers"), list) else []):
         exp = w.get("expires") if isinstance(w, dict) else None
-        if isinstance(exp, str) and len(exp) == 10:
+        if i in raw_string_expiry:
+            problems.append(f"waivers[{i}].expires: {exp!r} is a string; write a TOML date without quotes, e.g. "
+                            f"expires = {exp if len(str(exp)) == 10 else '2026-12-31'}")
+        elif isinstance(exp, str) and len(exp) == 10:
             try:
                 dt.date.fromisoformat(exp)
             except ValueError:

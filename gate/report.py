@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .report_view import phase_stats
+from .report_view import off_target_note, phase_stats
 
 SCHEMA_VERSION = "1.0.0"  # semver of report.json: minor = additive (consumers ignore unknown keys), major = breaking
 SCHEMA_URI = "https://prunegate.dev/schemas/report/v1.json"  # shipped as gate/schemas/report.schema.json
@@ -99,21 +99,6 @@ def summary_lines(report: dict) -> list[str]:
                  + off_target_note(report))
     return lines
 
-
-def off_target_note(report: dict) -> str:
-    """Suffix of the verdict line when the run was not on the profile's target device ("" when it was, or unknown).
-
-    Example: `` — measured on x86_64 host, not on the raspberry-pi-5 target (aarch64 Cortex-A76): latency and memory
-    are not the device's``. ``report["execution"]`` comes from ``gate.providers.target_check``.
-    """
-    ex = report.get("execution") or {}
-    if ex.get("on_target", True):
-        return ""
-    prof = (report.get("profile") or {}).get("name", "?")
-    core = ex.get("target_core_type")
-    target = f"{ex.get('target_arch')} {core}" if core and core not in ("any", "native") else f"{ex.get('target_arch')}"
-    return (f" — measured on {ex.get('measured_arch')} host, not on the {prof} target ({target}): "
-            f"latency and memory are not the device's")
 
 
 ANSWER_GROUPS = (

@@ -22,6 +22,7 @@ import io
 import re
 
 from .report_view import (
+    context_line,
     CheckRow,
     artifact_digest,
     check_rows,
@@ -289,6 +290,8 @@ def render_html(report: dict) -> str:
         err = report.get("error") or {}
         parts.append(f'<div class="banner partial" id="partial"><b>Partial report.</b> The run stopped early '
                      f'({_e(err.get("kind"))}: {_e(err.get("message"))}). Only results finished before are shown.</div>')
+    if context_line(report):
+        parts.append(f'<p id="context">{_e(context_line(report))}</p>')
     parts.append("<p>" + _e(", ".join(f"{n} {s}" for s, n in counts.items() if n) or "no check results") + "</p>")
     problems = top_findings(rows)
     if problems:

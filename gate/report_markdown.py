@@ -8,6 +8,7 @@ listed first) and a line says how many were left out.
 from __future__ import annotations
 
 from .report_view import (
+    context_line,
     CheckRow,
     artifact_digest,
     check_rows,
@@ -75,6 +76,8 @@ def render_markdown(report: dict, max_bytes: int = MAX_BYTES) -> str:
     counts = status_counts(rows)
     verdict = str(report.get("verdict") or "unknown").upper()
     head = [f"## prunegate: {verdict} (exit {report.get('exit_code')})", ""]
+    if context_line(report):
+        head += [_cell(context_line(report)), ""]
     if report.get("partial"):
         err = report.get("error") or {}
         head += [(f"> **Partial report**: the run stopped early ({_cell(err.get('kind', 'unknown'))}: "
@@ -84,7 +87,8 @@ def render_markdown(report: dict, max_bytes: int = MAX_BYTES) -> str:
     problems = top_findings(rows)
     if problems:
         head += ["### Blocking and warning findings", ""]
-        head += [f"- **{r.status.upper()}** `{_cell(r.id)}` on {_cell(r.variant)}: {_cell(r.message)}" for r in problems[:10]]
+        head += [f"- **{r.status.upper()}** ({'blocking' if r.blocking else 'warning only'}) `{_cell(r.id)}` on "
+                 f"{_cell(r.variant)}: {_cell(r.message)}" for r in problems[:10]]
         if len(problems) > 10:
             head.append(f"- … and {len(problems) - 10} more in the table below")
         head.append("")

@@ -108,8 +108,10 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "variant"
 
 
-def render_files(report: dict, formats: tuple[str, ...]) -> dict[str, str]:
+def render_files(report: dict, formats: tuple[str, ...], report_path: str = "prunegate-out/report.json") -> dict[str, str]:
     """Render ``formats`` of ``report``: ``{file name: text}``.
+
+    ``report_path`` is where ``report.json`` lies (the code-quality entries point at it when no policy line fits).
 
     The in-toto statement needs a candidate with an artifact digest: it is left out when there is none.
     """
@@ -132,7 +134,7 @@ def render_files(report: dict, formats: tuple[str, ...]) -> dict[str, str]:
         elif fmt == "codequality":
             from .report_annotations import render_gitlab_codequality
 
-            out[FILE_NAMES[fmt]] = render_gitlab_codequality(report)
+            out[FILE_NAMES[fmt]] = render_gitlab_codequality(report, report_path)
         elif fmt == "intoto":
             from .report_intoto import render_intoto
 
@@ -164,7 +166,7 @@ def write_report(report: dict, out_dir: Path, formats: tuple[str, ...] = FORMATS
     write_json_atomic(path, report)
     for fmt in formats:
         try:
-            for name, text in render_files(report, (fmt,)).items():
+            for name, text in render_files(report, (fmt,), _relative(out_dir / "report.json")).items():
                 _write_text_atomic(out_dir / name, text)
         except Exception as exc:  # noqa: BLE001 -- a projection must never decide the gate
             log(f"could not write the {fmt} projection of the report: {type(exc).__name__}: {exc}")
@@ -177,3 +179,11 @@ def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _relative(path: Path) -> str:
+    """``path`` relative to the current directory when it lies below it (how a CI job names it), else absolute."""
+    try:
+        return Path(os.path.relpath(path.resolve(), Path.cwd())).as_posix() if path.resolve().is_relative_to(Path.cwd()) else str(path.resolve())
+    except (OSError, ValueError):
+        return str(path)

@@ -189,3 +189,31 @@ def phase_stats(bench: dict, phase: str) -> tuple[dict, str]:
         return {}, phase
     longest = max(lengths, key=int)
     return data[longest], f"{phase.replace('_ms', '')} {longest} tokens"
+
+
+def off_target_note(report: dict) -> str:
+    """Suffix of the verdict line when the run was not on the profile's target device ("" when it was, or unknown).
+
+    Example: `` — measured on x86_64 host, not on the raspberry-pi-5 target (aarch64 Cortex-A76): latency and memory
+    are not the device's``. ``report["execution"]`` comes from ``gate.providers.target_check``.
+    """
+    ex = report.get("execution") or {}
+    if ex.get("on_target", True):
+        return ""
+    prof = (report.get("profile") or {}).get("name", "?")
+    core = ex.get("target_core_type")
+    target = f"{ex.get('target_arch')} {core}" if core and core not in ("any", "native") else f"{ex.get('target_arch')}"
+    return (f" — measured on {ex.get('measured_arch')} host, not on the {prof} target ({target}): "
+            f"latency and memory are not the device's")
+
+
+def context_line(report: dict) -> str:
+    """One line for the top of a projection: why the verdict, on which profile, and whether on the target.
+
+    Example: ``3 blocking check(s) failed · profile raspberry-pi-5 — measured on x86_64 host, not on the
+    raspberry-pi-5 target (aarch64 Cortex-A76): latency and memory are not the device's``.
+    """
+    reason = (report.get("summary") or {}).get("reason")
+    prof = (report.get("profile") or {}).get("name")
+    parts = [p for p in (reason, f"profile {prof}" if prof else None) if p]
+    return " · ".join(parts) + off_target_note(report)

@@ -210,6 +210,12 @@ def test_budgets_come_from_the_profile():
     assert c["budget.storage"].status == "fail" and c["budget.storage"].margin == 500
     assert c["budget.memory"].status == "pass"
     assert c["budget.latency"].status == "fail" and c["budget.latency"].ci_low > 5.0
+    # measured on another machine than the target: host latency is not judged against the device's budget
+    off = _report(_entry("c"), profile=profile)
+    off["execution"] = {"on_target": False, "measured_arch": "x86_64"}
+    c = _by_id(decide(off, _policy(), today=TODAY))
+    assert c["budget.latency"].status == "skipped" and "measured on a x86_64 host" in c["budget.latency"].message
+    assert c["budget.storage"].status == "fail"  # bytes on disk do not depend on the host
 
 
 def test_sparsity_claim_and_export_verification():
@@ -315,3 +321,19 @@ def test_zero_width_bootstrap_interval_is_widened_so_a_tiny_suite_cannot_pass():
     big["transitions"]["n_pairs"] = 2000
     checks = _by_id(decide(_report(_entry("c", paired=big)), _policy(), today=TODAY))
     assert checks["bias.srs"].status == "pass" and checks["accuracy.disambig"].status == "pass"
+
+
+def test_degenerate_interval_with_changed_answers_is_never_decided_by_the_collapse():
+    """2 template instances per category: the stratified bootstrap collapses to a point even though 8 answers
+    changed. SRS falls back to the Wald paired interval from the McNemar counts; other deltas get their full
+    range (INCONCLUSIVE)."""
+    g = _group(s_amb=(0.02, 0.02, 0.02), srs=(-0.25, -0.25, -0.25), acc=(0.03, 0.03, 0.03), n_items=48)
+    g["transitions"]["n_pairs"] = 24
+    g["mcnemar"] = {"b_removed_bias": 7, "c_new_bias": 1}
+    checks = _by_id(decide(_report(_entry("c", paired=g)), _policy(), today=TODAY))
+    srs = checks["bias.srs"]
+    half = 1.959964 * np.sqrt(8 - 36 / 24) / 24
+    assert srs.ci_low == pytest.approx(-0.25 - half, rel=1e-5) and srs.ci_high == pytest.approx(-0.25 + half, rel=1e-5)
+    assert "Wald" in srs.method
+    assert checks["bias.s_amb"].status == "inconclusive" and checks["bias.s_amb"].ci_high == pytest.approx(2.02)
+    assert checks["accuracy.disambig"].status == "inconclusive"

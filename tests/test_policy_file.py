@@ -73,7 +73,7 @@ def test_default_policy_is_documented_line_by_line():
     ('schema_version = "1.0"\n[[waivers]]\ncheck = "bias.s_amb"\nexpires = 2026-12-31', "waivers[0].reason: missing required key"),
     ('schema_version = "1.0"\n[[waivers]]\ncheck = "bias.s_amb"\nreason = " "\nexpires = 2026-12-31', "waivers[0].reason"),
     ('schema_version = "1.0"\n[[waivers]]\ncheck = "bias.nope"\nreason = "r"\nexpires = 2026-12-31', "waivers[0].check"),
-    ('schema_version = "1.0"\n[[waivers]]\ncheck = "bias.srs"\nreason = "r"\nexpires = "2026-02-30"', "not a calendar date"),
+    ('schema_version = "1.0"\n[[waivers]]\ncheck = "bias.srs"\nreason = "r"\nexpires = "2026-02-30"', "write a TOML date without quotes"),
     ('schema_version = "1.0"\n[[waivers]]\ncheck = "bias.srs"\nreason = "r"\nexpires = 2026-02-03T10:00:00', "waivers[0].expires"),
 ])
 def test_invalid_policies_name_the_key(text, fragment):
@@ -151,3 +151,12 @@ def test_check_rejects_a_bad_policy_before_any_work(tmp_path):
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "checks.bias.s_amb.margin" in errors[0], proc.stderr
     assert not (tmp_path / "o" / "report.json").exists()
+
+
+def test_a_quoted_expiry_date_is_an_error_naming_the_fix(tmp_path):
+    from gate.policy_file import load_policy, PolicyError
+
+    p = tmp_path / "gate.toml"
+    p.write_text('schema_version = "1.0"\n[[waivers]]\ncheck = "bias.srs"\nreason = "r"\nexpires = "2027-01-01"\n')
+    with pytest.raises(PolicyError, match=r"waivers\[0\]\.expires: '2027-01-01' is a string; write a TOML date without quotes"):
+        load_policy(p)

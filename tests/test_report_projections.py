@@ -151,7 +151,10 @@ def test_gitlab_codequality_is_stable_and_complete(tiny_run):
         assert i["severity"] in ("info", "minor", "major", "critical", "blocker")
     fps = [i["fingerprint"] for i in issues]
     assert len(set(fps)) == len(fps)
-    assert json.loads(render_gitlab_codequality(report, "prunegate-out/report.json")) == issues  # deterministic
+    # deterministic, and pointing at the report where --out put it (not a fixed prunegate-out/)
+    where = {i["location"]["path"] for i in issues}
+    assert where == {str((tiny_run.out_dir / "report.json").resolve())}, where
+    assert json.loads(render_gitlab_codequality(report, where.pop())) == issues
 
 
 # ---------------------------------------------------------------- in-toto

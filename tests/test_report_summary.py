@@ -43,3 +43,14 @@ def test_summary_ends_with_answer_then_off_target_verdict():
 
 def test_no_checks_no_answer():
     assert answer_lines({"variants": [], "checks": []}) == []
+
+
+def test_markdown_and_html_say_when_the_run_was_not_on_the_target():
+    from gate.report_html import render_html
+    from gate.report_markdown import render_markdown
+
+    report = {**_report(), "summary": {"reason": "1 blocking check(s) failed", "blocking": ["wanda:0.5:budget.memory"]}}
+    md = render_markdown(report)
+    assert "1 blocking check(s) failed · profile raspberry-pi-5 — measured on x86_64 host, not on the raspberry-pi-5" in md
+    assert "(blocking) `budget.memory` on wanda:0.5" in md
+    assert "not on the raspberry-pi-5 target (aarch64 Cortex-A76)" in render_html(report)
