@@ -124,8 +124,9 @@ def verify_artifact(report: dict, artifact_dir: str | Path, variant: str | None 
         parts.append(f"missing: {_names(missing)}")
     if extra:
         parts.append(f"not in the report: {_names(extra)}")
-    how = ""
     if variant is None:
-        how = " (no variant matches; closest shown" + (f", as close: {', '.join(tied)}; pass --variant" if tied else "") + ")"
-    return VerifyResult(False, name, expected_root, actual_root, mismatched, missing, extra,
-                        message=f"{root} does not match variant {name}{how}: {'; '.join(parts)}")
+        tie = f" (equally close: {', '.join(tied)}; pass --variant NAME to compare with one)" if tied else ""
+        message = f"{root} matches no variant of the report; compared with the closest, {name}{tie}: {'; '.join(parts)}"
+    else:
+        message = f"{root} does not match variant {name}: {'; '.join(parts)}"
+    return VerifyResult(False, name, expected_root, actual_root, mismatched, missing, extra, message=message)
