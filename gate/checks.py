@@ -435,6 +435,8 @@ def _sparsity_claim(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     if claimed is None:
         raise NotApplicable("the variant claims no sparsity")
     s = entry.get("sparsity") or {}
+    if (entry.get("compression") or {}).get("method") == "structured":
+        return _structured_claim(base, entry, claimed)
     eff = (s.get("effective_vs_dense") or {}).get("pruned_linears")
     measured = eff if eff is not None else s.get("measured_pruned_linears")
     if measured is None:
@@ -450,6 +452,27 @@ def _sparsity_claim(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
                                 "difference_pp": diff * 100, "quantized": quantized,
                                 "n_linears_off_claim": s.get("n_linears_off_claim") or 0,
                                 "linears_off_claim": (s.get("linears_off_claim") or [])[:5]})]
+
+
+MLP_TYPES = ("gate_proj", "up_proj", "down_proj")
+
+
+def _structured_claim(base: dict, entry: dict, claimed: float) -> list[Measurement]:
+    """``structured:R`` claims that a fraction R of the MLP neurons is gone: measured as the fraction of the dense
+    model's MLP weights (gate/up/down projections, from the ONNX initializers of both artifacts) that are removed
+    or zero, ``1 - sum(params - zeros)_candidate / sum(params)_dense``; attention projections are not part of the
+    claim."""
+    cand = (entry.get("sparsity") or {}).get("per_layer_type") or {}
+    dense = (base.get("sparsity") or {}).get("per_layer_type") or {}
+    if not all(t in cand and t in dense for t in MLP_TYPES):
+        raise NotComputed("MLP weights of the candidate or the baseline not attributed (sparsity.per_layer_type)")
+    kept = sum(cand[t]["params"] - cand[t]["zeros"] for t in MLP_TYPES)
+    total = sum(dense[t]["params"] for t in MLP_TYPES)
+    measured = 1.0 - kept / total
+    return [Measurement(abs(measured - claimed), method="|measured - claimed| fraction of the MLP weights removed or "
+                        "zero vs dense (structured pruning claims a fraction of MLP neurons); exact",
+                        values={"claimed": claimed, "measured": measured, "measured_basis": "MLP weights removed or "
+                                "zero vs dense", "difference_pp": (measured - claimed) * 100, "quantized": False})]
 
 
 def _export_verify(base: dict, entry: dict, ctx: Context) -> list[Measurement]:

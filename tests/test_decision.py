@@ -337,3 +337,22 @@ def test_degenerate_interval_with_changed_answers_is_never_decided_by_the_collap
     assert "Wald" in srs.method
     assert checks["bias.s_amb"].status == "inconclusive" and checks["bias.s_amb"].ci_high == pytest.approx(2.02)
     assert checks["accuracy.disambig"].status == "inconclusive"
+
+
+def test_structured_claim_is_the_fraction_of_mlp_weights_removed():
+    """structured:0.3 removes 30% of the MLP neurons (smaller matrices, almost no zeros): judged on the MLP weights
+    against dense, not on the zero fraction of every linear (which would be ~0 and fail)."""
+    def types(inter, zeros=0):
+        return {t: {"params": 64 * inter, "zeros": zeros} for t in ("gate_proj", "up_proj", "down_proj")} | {
+            "q_proj": {"params": 64 * 64, "zeros": 0}}
+
+    base = _entry("dense", role="baseline", claims=False)
+    base["sparsity"] = {"per_layer_type": types(100)}
+    cand = _entry("c")
+    cand["compression"] = {"method": "structured", "claimed_sparsity": 0.3}
+    cand["sparsity"] = {"measured_pruned_linears": 0.0, "per_layer_type": types(70)}
+    c = _by_id(decide({"variants": [base, cand], "profile": {"name": "host"}}, _policy(), today=TODAY))
+    assert c["sparsity.claim"].status == "pass" and c["sparsity.claim"].values["measured"] == pytest.approx(0.3)
+    cand["sparsity"]["per_layer_type"] = types(90)  # only 10% removed: the claim is false
+    c = _by_id(decide({"variants": [base, cand], "profile": {"name": "host"}}, _policy(), today=TODAY))
+    assert c["sparsity.claim"].status == "fail" and c["sparsity.claim"].values["measured"] == pytest.approx(0.1)
