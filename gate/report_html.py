@@ -113,7 +113,8 @@ def plot_bias(report: dict) -> str | None:
                 est, lo, hi = d.get("estimate"), d.get("ci_low"), d.get("ci_high")
                 if est is None:
                     continue
-                yerr = [[est - lo], [hi - est]] if lo is not None and hi is not None else None
+                # a percentile bootstrap interval need not contain its point estimate: clip, never negative
+                yerr = [[max(0.0, est - lo)], [max(0.0, hi - est)]] if lo is not None and hi is not None else None
                 ax.errorbar([xi + off], [est], yerr=yerr, fmt="o", capsize=3,
                             color=f"C{variants.index(v) % 10}", label=v["name"] if xi == 0 else None)
         ax.axhline(0, color="#6e7781", lw=0.8)
@@ -147,8 +148,8 @@ def plot_accuracy(report: dict) -> str | None:
                 a, b = wilson_interval(int(k), int(n), 0.95)
                 xs.append(xi + off)
                 ys.append(p)
-                lo.append(p - a)
-                hi.append(b - p)
+                lo.append(max(0.0, p - a))
+                hi.append(max(0.0, b - p))
             if xs:
                 ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=v["name"])
         ax.set_title(f"{title}, 95% Wilson CI", fontsize=10)

@@ -67,3 +67,21 @@ def test_browser_renders_the_report(tiny_run, tmp_path):
 
     assert sum(n for n, c in colours if near(c, (0x1F, 0x77, 0xB4))) > 50
     assert sum(n for n, c in colours if near(c, (0xFF, 0x7F, 0x0E))) > 50
+
+
+def test_a_point_estimate_outside_its_percentile_interval_still_renders(tiny_run):
+    """A percentile bootstrap interval need not contain its point estimate (seen on the real model: the HTML
+    projection failed with "yerr must not contain negative values"); the plot clips the error bar instead."""
+    import copy
+
+    report = copy.deepcopy(tiny_run.report)
+    moved = 0
+    for v in report["variants"][1:]:
+        groups = [v["paired_vs_baseline"], *v["paired_vs_baseline"].get("by_category", {}).values()]
+        for g in groups:
+            for d in g["deltas"].values():
+                if d.get("estimate") is not None:
+                    d["ci_low"], d["ci_high"] = d["estimate"] + 0.1, d["estimate"] + 0.2
+                    moved += 1
+    assert moved
+    assert "<svg" in render_html(report)
