@@ -1,0 +1,72 @@
+"""Behaviour is preserved: the golden runs recorded before the restructuring give the same reports now.
+
+``tests/golden/make_golden.py`` records a ``prunegate check`` on the tiny model and a ``prunegate bbq score`` on
+UnifiedQA's Age predictions. This test runs both again and compares every field, except what a re-run may
+change by nature: wall-clock timings and latency/memory samples (and the checks decided from them), ids, dates,
+absolute paths and the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import SHARED
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+# fields whose value is a measurement of time or memory, an id, a date, a path or the machine
+VOLATILE = re.compile(r"(/bench/|/timings_s|seconds|_s$|/report_id$|/started_at$|/finished_at$|/environment/|path|"
+                      r"/files/\d+$|/dir$|/work_dir$|/config/model$|/predictions$|/out_dir$|/reused$|/tokenizer$)")
+# checks decided from latency or memory samples: only their presence is compared
+MEASURED_CHECKS = {"efficiency.speedup", "efficiency.memory", "budget.latency", "budget.memory"}
+
+
+def _flatten(obj, prefix=""):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _flatten(v, f"{prefix}/{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _flatten(v, f"{prefix}/{i}")
+    else:
+        yield prefix, obj
+
+
+def _comparable(report: dict) -> dict:
+    report = json.loads(json.dumps(report))
+    for key in ("checks", "findings"):
+        report[key] = [c if c.get("id") not in MEASURED_CHECKS else {"id": c["id"], "variant": c.get("variant")}
+                       for c in report.get(key, [])]
+    report.pop("summary", None)  # counts by status include the measured checks
+    return {p: v for p, v in _flatten(report) if not VOLATILE.search(p)}
+
+
+@pytest.fixture(scope="module")
+def rerun(tmp_path_factory):
+    if not (SHARED / "bbq" / "data").is_dir() or not (SHARED / "reference" / "unifiedqa" / "Age.csv").is_file():
+        pytest.skip("shared BBQ data or UnifiedQA reference not found")
+    import sys
+
+    sys.path.insert(0, str(GOLDEN))
+    from make_golden import run_golden
+
+    return run_golden(tmp_path_factory.mktemp("golden"))
+
+
+@pytest.mark.parametrize("name", ["check_report", "bbq_score_age"])
+def test_same_report_as_the_golden_run(rerun, name):
+    golden = json.loads((GOLDEN / f"{name}.json").read_text())
+    new = rerun[name]
+    if name == "bbq_score_age":
+        assert new == golden
+        return
+    want, got = _comparable(golden), _comparable(new)
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    changed = sorted(p for p in set(want) & set(got) if want[p] != got[p])
+    assert not missing and not extra and not changed, {"missing": missing[:20], "extra": extra[:20],
+                                                       "changed": [(p, want[p], got[p]) for p in changed[:20]]}
+    assert len(want) > 500  # the comparison covers the report, not an empty shell
