@@ -1,9 +1,9 @@
 """Throughput of prunegate's BBQ scoring on ONNX Runtime vs a straightforward PyTorch implementation.
 
-Both sides score the same items with the same prompts and the same token ids (``gate.bbq_scoring``'s ``loglik``
+Both sides score the same items with the same prompts and the same token ids (``gate.runtime.bbq_scoring``'s ``loglik``
 mode: prompt ``{context}\\nQuestion: {question}\\nAnswer:``, each option as the continuation ``" " + answer``):
 
-* **prunegate**: ``gate.bbq_scoring.score_items`` on the exported ONNX model (prompt run once, its KV cache shared
+* **prunegate**: ``gate.runtime.bbq_scoring.score_items`` on the exported ONNX model (prompt run once, its KV cache shared
   by the 3 options run as one batch, and the KV prefix shared with recent prompts reused).
 * **pytorch**: the way lm-evaluation-harness's multiple-choice ``loglikelihood`` scores a request, one request at
   a time: one full forward pass of ``prompt + option`` per option (3 per item) with ``transformers``, log-softmax
@@ -47,11 +47,11 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from gate.bbq_data import load_bbq_dir  # noqa: E402
-from gate.bbq_scoring import build_prompt, score_items  # noqa: E402
-from gate.ort_decoder import OrtDecoder, SessionConfig  # noqa: E402
-from gate.report import write_json_atomic  # noqa: E402
-from gate.suite import sample_suite  # noqa: E402
+from gate.bbq.data import load_bbq_dir  # noqa: E402
+from gate.runtime.bbq_scoring import build_prompt, score_items  # noqa: E402
+from gate.runtime.ort_decoder import OrtDecoder, SessionConfig  # noqa: E402
+from gate.report.build import write_json_atomic  # noqa: E402
+from gate.bbq.suite import sample_suite  # noqa: E402
 
 DEFAULT_MODEL_KEY = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"  # SmolLM2-135M-Instruct fp32
 CACHE_ROOTS = (REPO / ".prunegate-cache", Path("/tmp/pgwork"))
@@ -70,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--onnx-dir", type=Path, default=_default("onnx"), help="exported model directory (model.onnx)")
     ap.add_argument("--checkpoint", type=Path, default=_default("checkpoints"), help="HF checkpoint (tokenizer + weights)")
     ap.add_argument("--bbq-dir", type=Path, default=REPO.parent / "shared" / "bbq" / "data")
-    ap.add_argument("--n-items", type=int, default=96, help="suite size (gate.suite.sample_suite, whole template instances)")
+    ap.add_argument("--n-items", type=int, default=96, help="suite size (gate.bbq.suite.sample_suite, whole template instances)")
     ap.add_argument("--seed", type=int, default=0, help="suite sample seed")
     ap.add_argument("--threads", type=int, default=2, help="threads for both engines")
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per engine (alternated), >= 2")
@@ -203,7 +203,7 @@ def main(argv=None) -> dict:
         "config": {"onnx_dir": str(args.onnx_dir), "checkpoint": str(args.checkpoint), "bbq_dir": str(args.bbq_dir),
                    "n_items_requested": args.n_items, "seed": args.seed, "threads": args.threads,
                    "repeats": args.repeats, "warmup_items": args.warmup_items, "scoring_mode": "loglik",
-                   "engines": {"prunegate": "gate.bbq_scoring.score_items on ONNX Runtime (CPUExecutionProvider)",
+                   "engines": {"prunegate": "gate.runtime.bbq_scoring.score_items on ONNX Runtime (CPUExecutionProvider)",
                                "pytorch": "transformers, one full forward per prompt+option, batch 1, log_softmax "
                                           "over the sequence (lm-eval multiple_choice style)"}},
         "environment": {**_versions(), "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": load_after},

@@ -3,7 +3,7 @@ with a plain ONNX Runtime timing loop.
 
 What it does, in one run on the same model and inputs:
 
-1. A/A through the full protocol (:func:`gate.bench.measure_variants`): the dense export measured as
+1. A/A through the full protocol (:func:`gate.measure.harness.measure_variants`): the dense export measured as
    two variants, interleaved, in fresh processes, with the product defaults (``BenchSettings()``,
    or the overrides given). Reports the speedup CI width per phase (the harness's resolution: a
    real speedup smaller than this cannot be shown), the CV per phase and per process, the memory
@@ -39,14 +39,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gate.bench import (
+from gate.measure.harness import (
     CHILD_SCRIPT,
     BenchSettings,
     measure_variants,
     parse_prompt_lengths,
 )
-from gate.efficiency import efficiency_metrics
-from gate.ort_decoder import SessionConfig
+from gate.measure.efficiency import efficiency_metrics
+from gate.runtime.ort_decoder import SessionConfig
 
 
 def _dense_export(work_dir: Path) -> Path:

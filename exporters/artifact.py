@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from .digest import sha256_file
+from exporters.digest import sha256_file
 
 MODEL_SUFFIXES = (".onnx", ".onnx_data", ".onnx.data")
 # Not part of the artifact: prunegate's cache bookkeeping (timings, differs between machines), a signature

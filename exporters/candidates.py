@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gate.errors import InputError
+from gate.runtime.errors import InputError
 
 UNSTRUCTURED_METHODS = ("magnitude", "random", "wanda", "sparsegpt")
 STRUCTURED_METHOD = "structured"

@@ -1,7 +1,7 @@
 """Apply a built-in ``--candidate``/``--method`` compression to a PyTorch model, shared by ``check`` and ``prune``.
 
-One place decides which pruning function a spec runs (``exporters.pruning.prune_model`` for
-magnitude/random/Wanda/SparseGPT, ``exporters.structured.prune_mlp_neurons`` for structured), which
+One place decides which pruning function a spec runs (``exporters.compression.pruning.prune_model`` for
+magnitude/random/Wanda/SparseGPT, ``exporters.compression.structured.prune_mlp_neurons`` for structured), which
 calibration options it needs, and what identifies the result in the export cache.
 """
 
@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gate.errors import InputError
+from gate.runtime.errors import InputError
 
-from .candidates import STRUCTURED_METHOD, CandidateSpec
+from exporters.candidates import STRUCTURED_METHOD, CandidateSpec
 
 CALIBRATION_ENV = "PRUNEGATE_CALIBRATION_FILE"
 CALIBRATION_HINT = f"pass --calibration-file FILE (e.g. ../shared/wikitext-2/valid.txt) or set {CALIBRATION_ENV}"
@@ -22,7 +22,7 @@ CALIBRATION_HINT = f"pass --calibration-file FILE (e.g. ../shared/wikitext-2/val
 
 @dataclass(frozen=True)
 class CalibrationOptions:
-    """How calibration windows are drawn (see ``exporters.calibration``).
+    """How calibration windows are drawn (see ``exporters.compression.calibration``).
 
     Attributes:
         file: UTF-8 text file, or ``None`` (only allowed when no method needs calibration).
@@ -44,12 +44,12 @@ class CalibrationOptions:
 
 def calibration_options(file: str | Path | None, n_windows: int | None, window_tokens: int | None, seed: int) -> CalibrationOptions:
     """Fill unset calibration options: file from ``$PRUNEGATE_CALIBRATION_FILE``, counts from
-    ``exporters.calibration.DEFAULT_CALIBRATION_WINDOWS`` / ``DEFAULT_CALIBRATION_TOKENS``.
+    ``exporters.compression.calibration.DEFAULT_CALIBRATION_WINDOWS`` / ``DEFAULT_CALIBRATION_TOKENS``.
 
     Raises:
         InputError: a count below its minimum (windows >= 1, tokens >= 2).
     """
-    from .calibration import DEFAULT_CALIBRATION_TOKENS, DEFAULT_CALIBRATION_WINDOWS
+    from exporters.compression.calibration import DEFAULT_CALIBRATION_TOKENS, DEFAULT_CALIBRATION_WINDOWS
 
     value = file or os.environ.get(CALIBRATION_ENV) or None
     n = DEFAULT_CALIBRATION_WINDOWS if n_windows is None else n_windows
@@ -77,12 +77,12 @@ def check_calibration(specs: list[CandidateSpec], opts: CalibrationOptions) -> N
 
 
 def load_calibration(opts: CalibrationOptions, tokenizer):
-    """Tokenize the calibration file and draw the windows (``exporters.calibration.load_calibration_windows``).
+    """Tokenize the calibration file and draw the windows (``exporters.compression.calibration.load_calibration_windows``).
 
     Raises:
         InputError: missing file or too short for the requested windows.
     """
-    from .calibration import load_calibration_windows
+    from exporters.compression.calibration import load_calibration_windows
 
     if opts.file is None:
         raise InputError(f"calibration needed and none was given; {CALIBRATION_HINT}")
@@ -95,7 +95,7 @@ def compression_cache_key(base_digest: str, spec: CandidateSpec, seed: int, cali
 
     Quantization is not part of it (it is applied to the export afterwards and cached separately).
     """
-    from .digest import sha256_json
+    from exporters.digest import sha256_json
 
     key: dict = {"base": base_digest, **spec.compression_key(), "seed": seed}
     if spec.method == STRUCTURED_METHOD:
@@ -124,8 +124,8 @@ def compress_model(model, spec: CandidateSpec, *, seed: int, calibration=None) -
         InputError: missing calibration, an N:M pattern whose M does not divide a layer width, an
             unsupported architecture (raised by ``prune_model`` / ``prune_mlp_neurons``).
     """
-    from .pruning import prune_model
-    from .structured import prune_mlp_neurons
+    from exporters.compression.pruning import prune_model
+    from exporters.compression.structured import prune_mlp_neurons
 
     if spec.needs_calibration and calibration is None:
         raise InputError(f"--candidate {spec.spec}: needs calibration text; {CALIBRATION_HINT}")

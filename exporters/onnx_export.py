@@ -14,10 +14,10 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from gate.errors import InputError
+from gate.runtime.errors import InputError
 
-from .cache import cached_dir
-from .model_source import _one_line
+from exporters.cache import cached_dir
+from exporters.model_source import _one_line
 
 EXPORT_TASK = "text-generation-with-past"
 EXPORT_CACHE = "exports-v1"  # bump when the stored metadata changes, so stale entries are rebuilt
@@ -85,7 +85,7 @@ def export_onnx(
 
 def cached_export(work_dir: Path, key: str) -> Path | None:
     """The directory of a complete cached export for ``key``, or ``None``."""
-    from .cache import MARKER
+    from exporters.cache import MARKER
 
     path = work_dir / EXPORT_CACHE / key
     return path if (path / MARKER).is_file() else None

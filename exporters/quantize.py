@@ -31,7 +31,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from gate.errors import InputError
+from gate.runtime.errors import InputError
 
 SCHEMES = ("int8", "int4")
 INT8_SETTINGS = {"weight_type": "QInt8", "activations": "dynamic per-tensor uint8", "per_channel": True,
@@ -44,7 +44,7 @@ QUANTIZED_OPS = {"int8": ("MatMulInteger", "DynamicQuantizeLinear", "DynamicQuan
 def quantize_onnx(src_dir: Path, dst_dir: Path, scheme: str) -> dict:
     """Quantize ``src_dir/model.onnx`` (an optimum decoder export) into ``dst_dir``.
 
-    ``dst_dir`` becomes a complete artifact usable by ``gate.ort_decoder.OrtDecoder``: ``model.onnx``
+    ``dst_dir`` becomes a complete artifact usable by ``gate.runtime.ort_decoder.OrtDecoder``: ``model.onnx``
     (with external data if the source used it) plus copies of every other file in ``src_dir`` (config,
     generation config, tokenizer files).
 
@@ -64,7 +64,7 @@ def quantize_onnx(src_dir: Path, dst_dir: Path, scheme: str) -> dict:
     import onnx
     import onnxruntime as ort
 
-    from .artifact import model_files
+    from exporters.artifact import model_files
 
     if scheme not in SCHEMES:
         raise InputError(f"quantization scheme {scheme!r} is unknown; use one of {', '.join(SCHEMES)}")
@@ -163,9 +163,9 @@ def compare_artifacts(ref_dir: Path, test_dir: Path, tokenizer, text: str | None
     """
     import numpy as np
 
-    from gate.ort_decoder import OrtDecoder
+    from gate.runtime.ort_decoder import OrtDecoder
 
-    from .verify import VERIFY_PROMPT
+    from exporters.verify import VERIFY_PROMPT
 
     text = text or VERIFY_PROMPT
     ids = tokenizer(text, return_tensors="np").input_ids.astype(np.int64)
@@ -206,8 +206,8 @@ def cached_quantize(fp32_dir: Path, work_dir: Path, fp32_key: str, scheme: str, 
     """
     import onnxruntime as ort
 
-    from .cache import cached_dir
-    from .digest import sha256_json
+    from exporters.cache import cached_dir
+    from exporters.digest import sha256_json
 
     settings = INT8_SETTINGS if scheme == "int8" else INT4_SETTINGS
     key = sha256_json({"fp32_export": fp32_key, "scheme": scheme, "settings": settings, "onnxruntime": ort.__version__})

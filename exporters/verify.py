@@ -35,7 +35,7 @@ def verify_export(model, tokenizer, onnx_dir: Path, *, atol: float = VERIFY_ATOL
     """
     import torch
 
-    from gate.ort_decoder import OrtDecoder
+    from gate.runtime.ort_decoder import OrtDecoder
 
     ids = tokenizer(VERIFY_PROMPT, return_tensors="np").input_ids.astype(np.int64)
     with torch.no_grad():

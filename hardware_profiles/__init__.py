@@ -117,7 +117,7 @@ def known_execution_providers() -> list[str]:
     """Every execution provider name this ONNX Runtime version knows (``onnxruntime.get_all_providers()``).
 
     This is the list of names ORT can be *built* with; ``get_available_providers()`` (what this build
-    has) is usually much shorter and is checked when a session is planned (``gate.providers``).
+    has) is usually much shorter and is checked when a session is planned (``gate.runtime.providers``).
     """
     import onnxruntime as ort
 

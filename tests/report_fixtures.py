@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 TINY_BENCH = {"prompt_lengths": (8,), "decode_context": 8, "warmup_min_runs": 1, "warmup_min_seconds": 0.0,
-              "min_runs": 3, "min_seconds": 0.0, "processes": 1}  # gate.bench.BenchSettings: a 3-run protocol
+              "min_runs": 3, "min_seconds": 0.0, "processes": 1}  # gate.measure.harness.BenchSettings: a 3-run protocol
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,8 @@ class TinyRun:
 
 def tiny_options(out_dir: Path, work_dir: Path, model_dir: Path, bbq_dir: Path, candidates=("magnitude:0.5", "random:0.3")):
     """``CheckOptions`` of a fast check on the tiny model: 8 BBQ items, a 3-run latency protocol in one process."""
-    from gate.bench import BenchSettings
-    from gate.check import CheckOptions
+    from gate.measure.harness import BenchSettings
+    from gate.pipeline import CheckOptions
 
     return CheckOptions(model=str(model_dir), candidates=tuple(candidates), bbq_dir=str(bbq_dir), suite_size=8, seed=0,
                         profile="host", out_dir=out_dir, work_dir=work_dir, bench=BenchSettings(**TINY_BENCH))
@@ -41,7 +41,7 @@ def tiny_options(out_dir: Path, work_dir: Path, model_dir: Path, bbq_dir: Path, 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_model_dir, bbq_dir) -> TinyRun:
     """``run_check`` on the tiny model with two candidates (magnitude:0.5, random:0.3), every projection written."""
-    from gate.check import run_check
+    from gate.pipeline import run_check
 
     root = tmp_path_factory.mktemp("tiny_run")
     run_check(tiny_options(root / "out", root / "work", tiny_model_dir, bbq_dir), log=lambda s: None)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gate.bbq_data import load_bbq_dir
-from gate.bbq_scoring import score_items
-from gate.ort_decoder import OrtDecoder, SessionConfig
-from gate.paired_stats import DELTA_NAMES, paired_comparison
-from gate.suite import sample_suite
+from gate.bbq.data import load_bbq_dir
+from gate.runtime.bbq_scoring import score_items
+from gate.runtime.ort_decoder import OrtDecoder, SessionConfig
+from gate.bbq.paired import DELTA_NAMES, paired_comparison
+from gate.bbq.suite import sample_suite
 
 SUITE_SIZE = 16
 N_RESAMPLES = 200

@@ -1,4 +1,4 @@
-"""Measured sparsity and size accounting of ONNX artifacts (gate/artifact_stats.py).
+"""Measured sparsity and size accounting of ONNX artifacts (gate/measure/artifact_stats.py).
 
 Zeros are counted in the exported file and compared with the PyTorch weights that were exported; quantized
 artifacts are made with onnxruntime.quantization, and the dequantization rules are checked against ONNX
@@ -17,7 +17,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from gate.artifact_stats import (
+from gate.measure.artifact_stats import (
     LAYER_TYPES,
     dequantize_weight,
     effective_vs_dense,
@@ -25,8 +25,9 @@ from gate.artifact_stats import (
     onnx_sparsity,
     size_accounting,
 )
-from gate.errors import InputError
-from gate.policy import sparsity_claim_findings
+from gate.runtime.errors import InputError
+from gate.policy.decision import evaluate_checks
+from gate.policy.file import load_policy
 
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 UNPRUNED = {(0, "k_proj"), (1, "v_proj")}  # the bug of a real study: two projections left dense
@@ -115,15 +116,22 @@ def test_measured_sparsity_matches_the_exported_weights(pruned):
 def test_claim_finding_fails_beyond_one_point_and_passes_within(pruned):
     onnx_dir, counts, _ = pruned
     measured = _expected(counts, LINEARS)
-    entry = {"name": "wanda:0.5", "compression": {"claimed_sparsity": 0.5}, "sparsity": onnx_sparsity(onnx_dir, 0.5)}
-    (f,) = sparsity_claim_findings(entry)
-    assert f.id == "sparsity.claim" and f.status == "fail"
+    entry = {"name": "wanda:0.5", "role": "candidate", "claims_sparsity": True,
+             "compression": {"method": "wanda", "claimed_sparsity": 0.5}, "sparsity": onnx_sparsity(onnx_dir, 0.5)}
+
+    def claim_check(entry):  # the gate's own check, through the real decision code and the default policy
+        report = {"variants": [{"name": "dense", "role": "baseline"}, entry], "profile": {}}
+        return [r for r in evaluate_checks(report, load_policy(None)) if r.id == "sparsity.claim" and r.variant == entry["name"]]
+
+    (f,) = claim_check(entry)
+    assert f.status == "fail"
     assert f.values["measured"] == pytest.approx(measured) and f.values["difference_pp"] == pytest.approx((measured - 0.5) * 100)
     entry["compression"]["claimed_sparsity"] = measured + 0.009
     entry["sparsity"] = onnx_sparsity(onnx_dir, measured + 0.009)
-    assert sparsity_claim_findings(entry)[0].status == "pass"
+    assert claim_check(entry)[0].status == "pass"
     entry["compression"]["claimed_sparsity"] = None
-    assert sparsity_claim_findings(entry) == []
+    entry["claims_sparsity"] = False
+    assert [r.status for r in claim_check(entry)] == ["skipped"]
 
 
 def test_effective_sparsity_counts_removed_weights(tiny_onnx_dir, pruned):

@@ -1,4 +1,4 @@
-"""Tests for gate.bbq_data: loading, validation errors, target derivation, template grouping, and the optional
+"""Tests for gate.bbq.data: loading, validation errors, target derivation, template grouping, and the optional
 additional_metadata.csv (target_loc)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gate.bbq_data import (
+from gate.bbq.data import (
     CATEGORIES,
     INTERSECTIONAL,
     METADATA_COLUMNS,
@@ -20,8 +20,8 @@ from gate.bbq_data import (
     load_bbq_dir,
     target_coverage,
 )
-from gate.bbq_metrics import count_cell
-from gate.errors import InputError
+from gate.bbq.metrics import count_cell
+from gate.runtime.errors import InputError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BBQ_DIR = SHARED / "bbq" / "data"

@@ -1,4 +1,4 @@
-"""Tests for gate.bbq_metrics: hand-computed scores, edge cases, validation and the UnifiedQA reference check."""
+"""Tests for gate.bbq.metrics: hand-computed scores, edge cases, validation and the UnifiedQA reference check."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gate.bbq_data import BBQItem, load_bbq_dir
-from gate.bbq_metrics import accuracy, bbq_scores, bias_score_ambig, bias_score_disambig, count_cell
+from gate.bbq.data import BBQItem, load_bbq_dir
+from gate.bbq.metrics import accuracy, bbq_scores, bias_score_ambig, bias_score_disambig, count_cell
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BBQ_DIR = SHARED / "bbq" / "data"

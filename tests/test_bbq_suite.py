@@ -1,4 +1,4 @@
-"""Tests for gate.suite.sample_suite: determinism, stratification, whole template instances, sizes."""
+"""Tests for gate.bbq.suite.sample_suite: determinism, stratification, whole template instances, sizes."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gate.bbq_data import BBQItem, load_bbq_dir
-from gate.errors import InputError
-from gate.suite import sample_suite, template_instances
+from gate.bbq.data import BBQItem, load_bbq_dir
+from gate.runtime.errors import InputError
+from gate.bbq.suite import sample_suite, template_instances
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BBQ_DIR = SHARED / "bbq" / "data"

@@ -1,4 +1,4 @@
-"""Tests for the measurement harness (gate.bench, gate/bench_child.py) on the tiny exported Llama.
+"""Tests for the measurement harness (gate.measure.harness, gate/runtime/bench_child.py) on the tiny exported Llama.
 
 No assertion is made on absolute times: the machine is shared and noisy.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from gate.bench import CHILD_SCRIPT, BenchSettings, launch_order, measure_variants
-from gate.errors import InputError
-from gate.latency_stats import summarize
-from gate.ort_decoder import SessionConfig
+from gate.measure.harness import CHILD_SCRIPT, BenchSettings, launch_order, measure_variants
+from gate.runtime.errors import InputError
+from gate.measure.latency_stats import summarize
+from gate.runtime.ort_decoder import SessionConfig
 
 # cv_limit is high here so that noise from other jobs on the machine does not trigger re-runs (the
 # retry rule has its own test with a scripted child below).
@@ -265,7 +265,7 @@ def test_child_runs_as_a_plain_script_and_stdout_is_only_json(tiny_model, tmp_pa
 
 
 def test_parse_prompt_lengths():
-    from gate.bench import parse_prompt_lengths
+    from gate.measure.harness import parse_prompt_lengths
 
     assert parse_prompt_lengths("128,512") == (128, 512) and parse_prompt_lengths(" 64 ") == (64,)
     for bad in ("", "a,b", "0", "128,128", "-5"):
@@ -276,8 +276,8 @@ def test_parse_prompt_lengths():
 def test_cli_maps_bench_options(monkeypatch):
     from click.testing import CliRunner
 
-    import gate.check as check_mod
-    from gate.cli import cli
+    import gate.pipeline as check_mod
+    from gate.cli.main import cli
 
     seen = {}
 

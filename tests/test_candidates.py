@@ -16,7 +16,7 @@ from exporters.compress import (
     compression_cache_key,
 )
 from exporters.digest import sha256_json, sha256_tree
-from gate.errors import InputError
+from gate.runtime.errors import InputError
 
 TEXT = " ".join(f"The grandfather and the grandson were talking about phone number {i}. Who was forgetful?" for i in range(200))
 
@@ -86,11 +86,11 @@ def test_an_existing_path_stays_a_checkpoint(tmp_path, monkeypatch):
 
 
 def test_calibration_defaults_and_help_agree():
-    from exporters.calibration import (
+    from exporters.compression.calibration import (
         DEFAULT_CALIBRATION_TOKENS,
         DEFAULT_CALIBRATION_WINDOWS,
     )
-    from gate.cli_prune import HELP_DEFAULT_TOKENS, HELP_DEFAULT_WINDOWS
+    from gate.cli.prune import HELP_DEFAULT_TOKENS, HELP_DEFAULT_WINDOWS
 
     assert (HELP_DEFAULT_WINDOWS, HELP_DEFAULT_TOKENS) == (DEFAULT_CALIBRATION_WINDOWS, DEFAULT_CALIBRATION_TOKENS)
     opts = calibration_options(None, None, None, 3)
@@ -151,7 +151,7 @@ def _calib(tmp_path):
 def test_prune_writes_a_loadable_nm_checkpoint_and_leaves_the_input_alone(tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from gate.cli_prune import METADATA_FILE, prune_checkpoint
+    from gate.cli.prune import METADATA_FILE, prune_checkpoint
 
     before = sha256_tree(tiny_model_dir)
     info = prune_checkpoint(tiny_model_dir, "wanda:2:4", tmp_path / "out", calibration_file=_calib(tmp_path),
@@ -167,7 +167,7 @@ def test_prune_writes_a_loadable_nm_checkpoint_and_leaves_the_input_alone(tiny_m
 
 
 def test_prune_refuses_bad_input(tiny_model_dir, tmp_path):
-    from gate.cli_prune import prune_checkpoint
+    from gate.cli.prune import prune_checkpoint
 
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "keep.txt").write_text("mine")

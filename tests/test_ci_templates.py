@@ -10,7 +10,7 @@ import click
 import pytest
 import yaml
 
-from gate.cli import cli
+from gate.cli.main import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"MODEL": "models/dense", "CANDIDATE": "models/pruned-onnx", "BBQ_DIR": "data/bbq", "PPL_FILE": "data/wikitext-2/test.txt",

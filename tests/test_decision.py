@@ -10,10 +10,10 @@ import json
 import numpy as np
 import pytest
 
-from gate.checks import AT_LEAST, AT_MOST, CHECKS, Measurement, wilson_interval
-from gate.decision import EXIT_CODES, apply_decision, decide, interval_status, n_needed
-from gate.latency_stats import summarize
-from gate.policy_file import Waiver, load_policy
+from gate.policy.checks import AT_LEAST, AT_MOST, CHECKS, Measurement, wilson_interval
+from gate.policy.decision import EXIT_CODES, apply_decision, decide, interval_status, n_needed
+from gate.measure.latency_stats import summarize
+from gate.policy.file import Waiver, load_policy
 
 TODAY = dt.date(2026, 6, 1)
 
@@ -305,7 +305,7 @@ def test_category_waiver_only_covers_its_category():
 def test_zero_width_bootstrap_interval_is_widened_so_a_tiny_suite_cannot_pass():
     """Two models that agree on all 8 ambiguous items give a zero-width bootstrap interval; that is no evidence
     of non-inferiority at a 0.05 margin, so the check must not PASS (exact zero-discordance bound instead)."""
-    from gate.checks import zero_discordance_bound
+    from gate.policy.checks import zero_discordance_bound
 
     tiny = _group(s_amb=(0.0, 0.0, 0.0), srs=(0.0, 0.0, 0.0), acc=(0.0, 0.0, 0.0), n_items=16)
     tiny["transitions"]["n_pairs"] = 8

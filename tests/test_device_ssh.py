@@ -26,7 +26,7 @@ import pytest
 from gate.device.remote import DeviceSpec, RemoteDevice, bundle_files
 from gate.device.ssh import (DeviceError, SshDevice, SshOptions, classify_connection_failure,
                              classify_remote_failure, parse_ssh_url, SshTarget)
-from gate.errors import InputError
+from gate.runtime.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
@@ -215,8 +215,8 @@ def tokenizer(tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def suite_items(bbq_dir):
-    from gate.bbq_data import load_bbq_dir
-    from gate.suite import sample_suite
+    from gate.bbq.data import load_bbq_dir
+    from gate.bbq.suite import sample_suite
 
     return sample_suite(load_bbq_dir(bbq_dir), 16, 0)
 
@@ -255,8 +255,8 @@ def test_keep_leaves_files(sshd, device_python, tiny_onnx_dir):
 
 @pytest.mark.parametrize("mode,norm", [("loglik", False), ("loglik", True)])
 def test_device_scoring_equals_local(sshd, device_python, tiny_onnx_dir, tokenizer, suite_items, mode, norm):
-    from gate.bbq_scoring import score_items
-    from gate.ort_decoder import OrtDecoder, SessionConfig
+    from gate.runtime.bbq_scoring import score_items
+    from gate.runtime.ort_decoder import OrtDecoder, SessionConfig
 
     session = SessionConfig(intra_op_threads=1)
     local, _ = score_items(OrtDecoder(tiny_onnx_dir / "model.onnx", session), tokenizer, suite_items,
@@ -276,8 +276,8 @@ def test_device_scoring_equals_local(sshd, device_python, tiny_onnx_dir, tokeniz
 
 
 def test_letter_mode_matches_local(sshd, device_python, tiny_onnx_dir, tokenizer, suite_items):
-    from gate.bbq_scoring import score_items
-    from gate.ort_decoder import OrtDecoder, SessionConfig
+    from gate.runtime.bbq_scoring import score_items
+    from gate.runtime.ort_decoder import OrtDecoder, SessionConfig
 
     session = SessionConfig(intra_op_threads=1)
     try:
@@ -294,7 +294,7 @@ def test_letter_mode_matches_local(sshd, device_python, tiny_onnx_dir, tokenizer
 
 
 def test_interrupted_scoring_keeps_what_arrived(sshd, device_python, tiny_onnx_dir, tokenizer, suite_items):
-    from gate.ort_decoder import SessionConfig
+    from gate.runtime.ort_decoder import SessionConfig
 
     dev = RemoteDevice.open(DeviceSpec(sshd.url, sshd.options(device_python)), log=lambda s: None)
     got = []
@@ -311,8 +311,8 @@ def test_interrupted_scoring_keeps_what_arrived(sshd, device_python, tiny_onnx_d
 
 
 def test_bench_child_and_placement_on_device(sshd, device_python, tiny_onnx_dir):
-    from gate.bench import BenchSettings, measure_variants
-    from gate.ort_decoder import SessionConfig
+    from gate.measure.harness import BenchSettings, measure_variants
+    from gate.runtime.ort_decoder import SessionConfig
 
     settings = BenchSettings(prompt_lengths=(8,), decode_context=8, warmup_min_runs=1, warmup_min_seconds=0.0,
                              min_runs=3, min_seconds=0.0, max_seconds=5.0, processes=1, timeout_s=120)

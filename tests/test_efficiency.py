@@ -1,12 +1,12 @@
-"""gate.efficiency and the across-process intervals of gate.latency_stats, on synthetic bench entries."""
+"""gate.measure.efficiency and the across-process intervals of gate.measure.latency_stats, on synthetic bench entries."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gate.efficiency import budget_facts, efficiency_metrics, storage_saving
-from gate.latency_stats import (
+from gate.measure.efficiency import budget_facts, efficiency_metrics, storage_saving
+from gate.measure.latency_stats import (
     hierarchical_bootstrap,
     ratio_ci_across_processes,
     summarize,
@@ -16,7 +16,7 @@ from hardware_profiles import HardwareProfile
 
 
 def _bench(decode_pp, prefill_pp=None, peaks_above=None, peaks=None, unstable=()):
-    """A bench entry shaped like gate.bench.measure_variants output."""
+    """A bench entry shaped like gate.measure.harness.measure_variants output."""
     prefill_pp = prefill_pp or {"128": decode_pp}
     n = len(decode_pp)
     peaks_above = peaks_above or [100_000_000] * n

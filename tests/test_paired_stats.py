@@ -1,5 +1,5 @@
-"""Tests for gate.paired_stats (paired candidate-vs-dense comparison) and the SRS/USR/aligned-accuracy additions of
-gate.bbq_metrics: hand-checked examples, A/A, bootstrap coverage on synthetic paired data, instance resampling."""
+"""Tests for gate.bbq.paired (paired candidate-vs-dense comparison) and the SRS/USR/aligned-accuracy additions of
+gate.bbq.metrics: hand-checked examples, A/A, bootstrap coverage on synthetic paired data, instance resampling."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gate.bbq_data import BBQItem, load_bbq_dir
-from gate.bbq_metrics import bbq_scores
-from gate.paired_stats import (
+from gate.bbq.data import BBQItem, load_bbq_dir
+from gate.bbq.metrics import bbq_scores
+from gate.bbq.paired import (
     DELTA_NAMES,
     _resample_sums,
     cohens_h,

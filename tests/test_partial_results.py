@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-import gate.check as check_mod
-from gate.bench import BenchSettings
-from gate.check import CheckOptions, run_check
-from gate.report import write_json_atomic
+import gate.pipeline as check_mod
+from gate.measure.harness import BenchSettings
+from gate.pipeline import CheckOptions, run_check
+from gate.report.build import write_json_atomic
 
 TINY_BENCH = BenchSettings(prompt_lengths=(8,), decode_context=8, warmup_min_runs=1, warmup_min_seconds=0, min_runs=2,
                            min_seconds=0, processes=1, cv_limit=100.0)

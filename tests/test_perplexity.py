@@ -1,4 +1,4 @@
-"""Perplexity on the artifact (gate/perplexity.py): strided windows, ONNX Runtime == PyTorch, corpus identification."""
+"""Perplexity on the artifact (gate/measure/perplexity.py): strided windows, ONNX Runtime == PyTorch, corpus identification."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from conftest import PPL_FILE
 
-from gate.errors import InputError
-from gate.perplexity import (
+from gate.runtime.errors import InputError
+from gate.measure.perplexity import (
     artifact_perplexity,
     corpus_token_ids,
     describe_corpus,
@@ -33,7 +33,7 @@ def test_every_position_is_scored_once(n, window, stride):
 
 def _torch_hf_guide_nll(model, ids: np.ndarray, window: int, stride: int) -> tuple[float, int]:
     """Total NLL (nats) and scored tokens, computed as in Hugging Face's perplexity guide (labels = -100 for
-    context tokens, the model's own shifted cross-entropy), written independently of gate/perplexity.py."""
+    context tokens, the model's own shifted cross-entropy), written independently of gate/measure/perplexity.py."""
     import torch
 
     seq = torch.tensor(ids)[None]

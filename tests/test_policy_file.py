@@ -11,8 +11,8 @@ import tomllib
 
 import pytest
 
-from gate.checks import CHECKS
-from gate.policy_file import (DEFAULT_POLICY_PATH, PolicyError, active_waivers, load_policy, policy_schema,
+from gate.policy.checks import CHECKS
+from gate.policy.file import (DEFAULT_POLICY_PATH, PolicyError, active_waivers, load_policy, policy_schema,
                               validate_policy_data)
 
 
@@ -154,7 +154,7 @@ def test_check_rejects_a_bad_policy_before_any_work(tmp_path):
 
 
 def test_a_quoted_expiry_date_is_an_error_naming_the_fix(tmp_path):
-    from gate.policy_file import load_policy, PolicyError
+    from gate.policy.file import load_policy, PolicyError
 
     p = tmp_path / "gate.toml"
     p.write_text('schema_version = "1.0"\n[[waivers]]\ncheck = "bias.srs"\nreason = "r"\nexpires = "2027-01-01"\n')

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from gate.cli import main
+from gate.cli.main import main
 from hardware_profiles import (PROFILE_DIR, HardwareProfile, ProfileError, known_execution_providers, known_profiles,
                                load_profile, load_profile_file, load_schema)
 

@@ -11,10 +11,10 @@ from dataclasses import replace
 import onnx
 import pytest
 
-from gate.errors import InputError
-from gate.ort_decoder import OrtDecoder, SessionConfig
-from gate.providers import op_placement, resolve_providers, target_check
-from gate.report import summary_lines
+from gate.runtime.errors import InputError
+from gate.runtime.ort_decoder import OrtDecoder, SessionConfig
+from gate.runtime.providers import op_placement, resolve_providers, target_check
+from gate.report.build import summary_lines
 from hardware_profiles import load_profile
 
 CPU = "CPUExecutionProvider"
@@ -158,8 +158,8 @@ def _xnnpack_profile(tmp_path):
 def _check_until_measurement(tmp_path, tiny_model_dir, bbq_dir, monkeypatch, profile: str, allow_fallback: bool) -> dict:
     import json
 
-    import gate.check as check_mod
-    from gate.check import CheckOptions, run_check
+    import gate.pipeline as check_mod
+    from gate.pipeline import CheckOptions, run_check
 
     def stop(*a, **k):
         raise RuntimeError("measurement skipped by the test")
@@ -187,7 +187,7 @@ def test_check_records_profile_and_off_target_execution(tmp_path, tiny_model_dir
 
 
 def test_check_missing_provider_stops_with_exit_2_unless_fallback_allowed(tmp_path, tiny_model_dir, bbq_dir, monkeypatch, capsys):
-    from gate.cli import main
+    from gate.cli.main import main
 
     profile = _xnnpack_profile(tmp_path)
     with pytest.raises(SystemExit) as exc:
@@ -205,7 +205,7 @@ def test_check_missing_provider_stops_with_exit_2_unless_fallback_allowed(tmp_pa
 
 
 def test_placement_stage_fills_report_and_variants(tiny_onnx_dir):
-    import gate.check as check_mod
+    import gate.pipeline as check_mod
 
     variants = [check_mod._Variant("dense", "baseline", None, onnx_dir=tiny_onnx_dir),
                 check_mod._Variant("copy", "candidate", None, onnx_dir=tiny_onnx_dir)]

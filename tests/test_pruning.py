@@ -7,21 +7,21 @@ import math
 import pytest
 import torch
 
-from exporters.calibration import (
+from exporters.compression.calibration import (
     DEFAULT_CALIBRATION_TOKENS,
     DEFAULT_CALIBRATION_WINDOWS,
     load_calibration_windows,
 )
 from exporters.candidates import parse_candidate
 from exporters.digest import sha256_file
-from exporters.pruning import (
+from exporters.compression.pruning import (
     magnitude_mask,
     parse_pattern,
     prunable_linears,
     prune_model,
     random_mask,
 )
-from gate.errors import InputError
+from gate.runtime.errors import InputError
 
 
 @pytest.fixture()

@@ -25,10 +25,10 @@ import numpy as np
 import pytest
 import torch
 
-from exporters.calibration import load_calibration_windows
-from exporters.pruning import prunable_linears, prune_model
-from exporters.sparsegpt import prune_sparsegpt
-from exporters.wanda import prune_wanda, wanda_mask
+from exporters.compression.calibration import load_calibration_windows
+from exporters.compression.pruning import prunable_linears, prune_model
+from exporters.compression.sparsegpt import prune_sparsegpt
+from exporters.compression.wanda import prune_wanda, wanda_mask
 
 N_WINDOWS, WINDOW_TOKENS = 10, 40  # 10 windows -> one full and one partial batch of 8 in the driver
 
@@ -335,7 +335,7 @@ def test_sparsegpt_fp32_model_close_to_float64_oracle(tiny_model_dir, calib):
 
 
 def test_sparsegpt_dead_input_column_is_zeroed():
-    from exporters.sparsegpt import sparsegpt_prune_weight
+    from exporters.compression.sparsegpt import sparsegpt_prune_weight
 
     torch.manual_seed(1)
     X = torch.randn(64, 8, dtype=torch.float64)

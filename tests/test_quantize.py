@@ -10,8 +10,8 @@ import onnx
 import pytest
 
 from exporters.quantize import cached_quantize, compare_artifacts, quantize_onnx
-from gate.errors import InputError
-from gate.ort_decoder import OrtDecoder
+from gate.runtime.errors import InputError
+from gate.runtime.ort_decoder import OrtDecoder
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_build_artifact_quantizes_the_verified_export(tiny_model_dir, tmp_path, 
     from exporters.candidates import parse_candidate
     from exporters.compress import calibration_options
     from exporters.model_source import resolve_model
-    from gate.check import _build_artifact, _load_calibration, _Variant
+    from gate.pipeline import _build_artifact, _load_calibration, _Variant
 
     text = tmp_path / "calib.txt"
     text.write_text(" ".join(f"Who was not comfortable using the phone number {i}?" for i in range(300)))

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from gate.report_html import external_references, render_html
+from gate.report.html import external_references, render_html
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium", path="/usr/bin")
 

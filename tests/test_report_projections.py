@@ -11,16 +11,16 @@ import pytest
 from report_fixtures import with_statuses
 from test_cli_errors import run_cli
 
-from gate.errors import InputError
-from gate.report_annotations import (
+from gate.runtime.errors import InputError
+from gate.report.annotations import (
     MAX_PER_LEVEL,
     render_github_annotations,
     render_gitlab_codequality,
 )
-from gate.report_intoto import TEST_RESULT_TYPE, render_intoto
-from gate.report_junit import render_junit
-from gate.report_markdown import render_markdown
-from gate.report_view import check_rows
+from gate.report.intoto import TEST_RESULT_TYPE, render_intoto
+from gate.report.junit import render_junit
+from gate.report.markdown import render_markdown
+from gate.report.view import check_rows
 
 # ---------------------------------------------------------------- Markdown
 

@@ -10,12 +10,12 @@ import pytest
 from jsonschema import Draft202012Validator
 from report_fixtures import tiny_options
 
-import gate.check as check_mod
+import gate.pipeline as check_mod
 from exporters.digest import sha256_file
-from gate.check import run_check
-from gate.errors import InputError
-from gate.report import SCHEMA_URI, SCHEMA_VERSION
-from gate.report_schema import (
+from gate.pipeline import run_check
+from gate.runtime.errors import InputError
+from gate.report.build import SCHEMA_URI, SCHEMA_VERSION
+from gate.report.schema import (
     load_report,
     report_problems,
     report_schema,
@@ -119,12 +119,12 @@ def test_formats_option_limits_projections(tmp_path, tiny_run, tiny_model_dir, b
 
 
 def test_a_crashing_projection_does_not_change_the_outcome(tmp_path, tiny_run, monkeypatch):
-    from gate import report_outputs
+    from gate.report import outputs as report_outputs
 
     def boom(report):
         raise RuntimeError("renderer bug")
 
-    monkeypatch.setattr("gate.report_markdown.render_markdown", boom)
+    monkeypatch.setattr("gate.report.markdown.render_markdown", boom)
     logged = []
     report = copy.deepcopy(tiny_run.report)
     report_outputs.write_report(report, tmp_path, ("md", "junit"), log=logged.append)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gate.report import answer_lines, summary_lines
+from gate.report.build import answer_lines, summary_lines
 
 
 def _check(cid, variant, status, estimate=None, margin=None):
@@ -46,8 +46,8 @@ def test_no_checks_no_answer():
 
 
 def test_markdown_and_html_say_when_the_run_was_not_on_the_target():
-    from gate.report_html import render_html
-    from gate.report_markdown import render_markdown
+    from gate.report.html import render_html
+    from gate.report.markdown import render_markdown
 
     report = {**_report(), "summary": {"reason": "1 blocking check(s) failed", "blocking": ["wanda:0.5:budget.memory"]}}
     md = render_markdown(report)

@@ -7,8 +7,8 @@ import types
 import numpy as np
 import torch
 
-from gate.bbq_scoring import build_prompt, score_items, score_options
-from gate.ort_decoder import OrtDecoder
+from gate.runtime.bbq_scoring import build_prompt, score_items, score_options
+from gate.runtime.ort_decoder import OrtDecoder
 
 
 def _naive_scores(model, prompt_ids, option_ids):

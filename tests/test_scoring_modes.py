@@ -1,4 +1,4 @@
-"""Scoring modes of gate.bbq_scoring: letter mode, option permutation, length normalisation, prefix-KV reuse.
+"""Scoring modes of gate.runtime.bbq_scoring: letter mode, option permutation, length normalisation, prefix-KV reuse.
 
 Two kinds of model: the tiny exported Llama (real ONNX Runtime numerics), and ``EchoDecoder``, a fake whose
 "KV cache" holds the token ids seen so far and whose logits follow a rule on the decoded text, so that the
@@ -13,7 +13,7 @@ import types
 import numpy as np
 import pytest
 
-from gate.bbq_scoring import (
+from gate.runtime.bbq_scoring import (
     LETTERS,
     build_letter_prompt,
     build_prompt,
@@ -22,8 +22,8 @@ from gate.bbq_scoring import (
     letter_prompt_ids,
     score_items,
 )
-from gate.errors import InputError
-from gate.ort_decoder import OrtDecoder
+from gate.runtime.errors import InputError
+from gate.runtime.ort_decoder import OrtDecoder
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"

@@ -8,14 +8,14 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from exporters.calibration import load_calibration_windows
-from exporters.structured import (
+from exporters.compression.calibration import load_calibration_windows
+from exporters.compression.structured import (
     neuron_scores,
     prune_mlp_neurons,
     remove_mlp_neurons,
     select_neurons,
 )
-from gate.errors import InputError
+from gate.runtime.errors import InputError
 
 TEXT = " ".join(f"The grandfather and the grandson were talking about phone number {i}. Who was forgetful?" for i in range(200))
 

@@ -1,4 +1,4 @@
-"""Suite files (gate.suite.build_suite_manifest / write_suite / load_suite): round trip, tamper detection,
+"""Suite files (gate.bbq.suite.build_suite_manifest / write_suite / load_suite): round trip, tamper detection,
 determinism. Works on a copy of two official BBQ category files so that they can be modified."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gate.bbq_data import load_bbq_dir
-from gate.errors import InputError
-from gate.suite import SUITE_FORMAT, build_suite_manifest, load_suite, sample_suite, write_suite
+from gate.bbq.data import load_bbq_dir
+from gate.runtime.errors import InputError
+from gate.bbq.suite import SUITE_FORMAT, build_suite_manifest, load_suite, sample_suite, write_suite
 
 CATS = ("Age", "Religion")
 
@@ -153,9 +153,9 @@ def test_metadata_file_is_part_of_the_suite_identity(tmp_path, bbq_dir):
     """additional_metadata.csv decides bias targets: it is hashed, and adding it later invalidates the suite."""
     import shutil
 
-    from gate.bbq_data import load_bbq_dir
-    from gate.errors import InputError
-    from gate.suite import build_suite_manifest, load_suite, sample_suite, write_suite
+    from gate.bbq.data import load_bbq_dir
+    from gate.runtime.errors import InputError
+    from gate.bbq.suite import build_suite_manifest, load_suite, sample_suite, write_suite
 
     d = tmp_path / "bbq"
     d.mkdir()

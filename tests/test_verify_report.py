@@ -8,7 +8,7 @@ import shutil
 import pytest
 from test_cli_errors import run_cli
 
-from gate.verify_report import verify_artifact
+from gate.report.verify import verify_artifact
 
 
 def _artifact(report: dict, name: str):

@@ -1,4 +1,4 @@
-"""The gate's stages on a remote device: small functions ``gate/check.py`` calls when ``--device`` (or the
+"""The gate's stages on a remote device: small functions ``gate/pipeline.py`` calls when ``--device`` (or the
 profile's ``device`` field) is set. Each keeps the local stage's report shape and adds where it ran."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..ort_decoder import SessionConfig
-from .remote import DeviceSpec, RemoteDevice
-from .ssh import SshOptions
+from gate.runtime.ort_decoder import SessionConfig
+from gate.device.remote import DeviceSpec, RemoteDevice
+from gate.device.ssh import SshOptions
 
 LOCAL = ("local", "none", "")
 
@@ -24,7 +24,7 @@ def open_device(url: str | None, options: SshOptions, profile, log: Callable[[st
         log: progress lines.
 
     Raises:
-        gate.errors.InputError, DeviceError: see :meth:`gate.device.remote.RemoteDevice.open`.
+        gate.runtime.errors.InputError, DeviceError: see :meth:`gate.device.remote.RemoteDevice.open`.
     """
     source = "--device"
     if url is None:
@@ -42,7 +42,7 @@ def device_providers(device: RemoteDevice | None) -> tuple[str, ...] | None:
 
 def attach_device(report: dict, device: RemoteDevice, profile) -> None:
     """Record the device in the report: ``report["device"]`` and the target check against the device's CPU."""
-    from ..providers import target_check
+    from gate.runtime.providers import target_check
 
     report["device"] = device.describe()
     f = device.facts
@@ -62,7 +62,7 @@ def measure_on_device(device: RemoteDevice, variants, session: SessionConfig, se
     """Run the gate's benchmark stage with every child process on the device.
 
     Copies each artifact first (so copy time is not counted as benchmark time), then calls the local stage
-    ``measure`` (``gate.check._measure``) with ``run_child`` = :meth:`RemoteDevice.run_bench_child`, and marks
+    ``measure`` (``gate.pipeline._measure``) with ``run_child`` = :meth:`RemoteDevice.run_bench_child`, and marks
     each result with the device's environment.
     """
     device.use_session(session)

@@ -1,10 +1,10 @@
 """Host side of a remote device run: probe the device, copy the runner bundle and the artifacts, score BBQ and
 run the benchmark child there, and bring the results back.
 
-Division of work: the host tokenizes (the same calls as :mod:`gate.bbq_scoring`) and sends token ids; the
+Division of work: the host tokenizes (the same calls as :mod:`gate.runtime.bbq_scoring`) and sends token ids; the
 device runs ONNX Runtime (``runner.py score``: the same ``PrefixCache``/option log-likelihood code as a local
-run) and the benchmark child (``gate/bench_child.py``, unchanged) with its own Python. The host then builds the
-same :class:`gate.bbq_scoring.ItemScore` objects a local run builds, so everything downstream (metrics,
+run) and the benchmark child (``gate/runtime/bench_child.py``, unchanged) with its own Python. The host then builds the
+same :class:`gate.runtime.bbq_scoring.ItemScore` objects a local run builds, so everything downstream (metrics,
 paired statistics, policy) is unchanged.
 """
 
@@ -19,11 +19,11 @@ from typing import Callable, Sequence
 
 from exporters.digest import sha256_file, sha256_json
 
-from ..bbq_scoring import (DEFAULT_PREFIX_CACHE_ENTRIES, ItemScore, _argmax, build_letter_prompt, build_prompt,
+from gate.runtime.bbq_scoring import (DEFAULT_PREFIX_CACHE_ENTRIES, ItemScore, _argmax, build_letter_prompt, build_prompt,
                            check_scoring_options, letter_prompt_ids)
-from ..errors import InputError
-from ..ort_decoder import SessionConfig
-from .ssh import INSTALL_HINT, DeviceError, SshDevice, SshOptions, device_from_url
+from gate.runtime.errors import InputError
+from gate.runtime.ort_decoder import SessionConfig
+from gate.device.ssh import INSTALL_HINT, DeviceError, SshDevice, SshOptions, device_from_url
 
 _GATE = Path(__file__).resolve().parent.parent
 
@@ -33,18 +33,13 @@ def bundle_files() -> dict[str, Path]:
 
     Only modules that import nothing beyond numpy, onnxruntime and the standard library may be listed.
     """
-    from ..bench import CHILD_SCRIPT
+    from gate.measure.harness import CHILD_SCRIPT
 
-    return {
-        "runner.py": _GATE / "device" / "runner.py",
-        "gate/__init__.py": _GATE / "__init__.py",
-        "gate/errors.py": _GATE / "errors.py",
-        "gate/ort_decoder.py": _GATE / "ort_decoder.py",
-        "gate/bbq_scoring.py": _GATE / "bbq_scoring.py",
-        "gate/providers.py": _GATE / "providers.py",
-        "gate/environment.py": _GATE / "environment.py",
-        "bench_child.py": Path(CHILD_SCRIPT),
-    }
+    runtime = _GATE / "runtime"
+    files = {"runner.py": runtime / "device_runner.py", "bench_child.py": Path(CHILD_SCRIPT),
+             "gate/__init__.py": _GATE / "__init__.py"}
+    files.update({f"gate/runtime/{f.name}": f for f in sorted(runtime.glob("*.py"))})
+    return files
 
 
 @dataclass(frozen=True)
@@ -100,7 +95,7 @@ def artifact_files(onnx_dir: Path, model_name: str = "model.onnx") -> list[Path]
 
 
 def loglik_runs(tokenizer, item) -> list[dict]:
-    """Token ids of one item in ``loglik`` mode, exactly as :func:`gate.bbq_scoring._score_loglik` builds them."""
+    """Token ids of one item in ``loglik`` mode, exactly as :func:`gate.runtime.bbq_scoring._score_loglik` builds them."""
     prompt_ids = list(tokenizer(build_prompt(item.context, item.question)).input_ids)
     option_ids = [list(tokenizer(" " + a.strip(), add_special_tokens=False).input_ids) for a in item.answers]
     return [{"ids": prompt_ids, "options": option_ids}]
@@ -110,7 +105,7 @@ _CYCLIC_ORDERS = ((0, 1, 2), (1, 2, 0), (2, 0, 1))
 
 
 def letter_runs(tokenizer, item, permute_options: bool) -> tuple[list[dict], tuple]:
-    """Token ids of one item in ``letter`` mode (as :func:`gate.bbq_scoring._score_letter`), and the orders shown."""
+    """Token ids of one item in ``letter`` mode (as :func:`gate.runtime.bbq_scoring._score_letter`), and the orders shown."""
     orders = _CYCLIC_ORDERS if permute_options else _CYCLIC_ORDERS[:1]
     runs = []
     for order in orders:
@@ -129,11 +124,11 @@ def item_score(item, mode: str, runs: list[dict], results: list[dict], length_no
         mode: ``"loglik"`` or ``"letter"``.
         runs: what was sent for the item (:func:`loglik_runs` / :func:`letter_runs`).
         results: the device's ``[{"values": [...], "reused": int}]``, one per run.
-        length_normalize: ``loglik`` only, as in :func:`gate.bbq_scoring.score_items`.
+        length_normalize: ``loglik`` only, as in :func:`gate.runtime.bbq_scoring.score_items`.
         orders: ``letter`` only: the option order of each run.
 
     Returns:
-        the item's score; same formulas as :mod:`gate.bbq_scoring` (sum of option-token log-probs, optionally
+        the item's score; same formulas as :mod:`gate.runtime.bbq_scoring` (sum of option-token log-probs, optionally
         divided by the token count; letter log-probs summed per original option with ``math.fsum``).
     """
     reused = sum(int(r["reused"]) for r in results)
@@ -197,7 +192,7 @@ class RemoteDevice:
 
     @staticmethod
     def _probe(device: SshDevice, spec: DeviceSpec) -> dict:
-        source = (_GATE / "device" / "runner.py").read_text(encoding="utf-8")
+        source = (_GATE / "runtime" / "device_runner.py").read_text(encoding="utf-8")
         out = device.run_python(["-", "facts"], "probing the device", input_text=source)
         try:
             facts = json.loads(out.strip().splitlines()[-1])
@@ -280,7 +275,7 @@ class RemoteDevice:
 
     # ---- work
     def run_bench_child(self, name: str, request: dict, timeout_s: float) -> dict:
-        """A ``gate.bench`` child runner: run ``bench_child.py`` on the device with its Python.
+        """A ``gate.measure.harness`` child runner: run ``bench_child.py`` on the device with its Python.
 
         Args:
             name: variant name (messages).
@@ -311,7 +306,7 @@ class RemoteDevice:
               on_item: Callable[[int, ItemScore], None] | None = None, *, mode: str = "loglik",
               length_normalize: bool = False, permute_options: bool = False,
               prefix_cache_entries: int = DEFAULT_PREFIX_CACHE_ENTRIES) -> tuple[list[ItemScore], float, float]:
-        """Score BBQ items on the device; the remote counterpart of :func:`gate.bbq_scoring.score_items`.
+        """Score BBQ items on the device; the remote counterpart of :func:`gate.runtime.bbq_scoring.score_items`.
 
         Items stream back one by one, so ``on_item`` sees each as soon as the device has scored it (an
         interrupted run keeps what arrived).
@@ -357,7 +352,7 @@ class RemoteDevice:
 
     def score_items(self, onnx_dir: Path, tokenizer, items: Sequence, on_item=None, *, mode: str = "loglik",
                     length_normalize: bool = False, permute_options: bool = False) -> tuple[list[ItemScore], float]:
-        """Drop-in for :func:`gate.bbq_scoring.score_items` that scores on the device (see :meth:`score`).
+        """Drop-in for :func:`gate.runtime.bbq_scoring.score_items` that scores on the device (see :meth:`score`).
 
         Returns:
             ``(scores, seconds)`` with the device's own scoring wall time in seconds; the host's time, transfer
@@ -370,7 +365,7 @@ class RemoteDevice:
         return scores, device_s
 
     def scorer(self, onnx_dir: Path, session: SessionConfig) -> Callable:
-        """A function with :func:`gate.bbq_scoring.score_items`' signature that scores ``onnx_dir`` on the device.
+        """A function with :func:`gate.runtime.bbq_scoring.score_items`' signature that scores ``onnx_dir`` on the device.
 
         Its ``decoder`` argument is ignored (pass None: the model runs on the device, not here).
         """
@@ -386,7 +381,7 @@ class RemoteDevice:
         self._session = session
 
     def placement(self, onnx_dir: Path, session: SessionConfig, prompt_tokens: int = 8) -> dict:
-        """:func:`gate.providers.op_placement` run on the device (one profiled prefill; not timed).
+        """:func:`gate.runtime.providers.op_placement` run on the device (one profiled prefill; not timed).
 
         Raises:
             InputError, DeviceError: see :mod:`gate.device.ssh`.

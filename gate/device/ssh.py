@@ -5,7 +5,7 @@ Nothing here speaks the SSH protocol itself: every connection is an ``ssh``/``sf
 ``accept-new`` when the user trusts a new host on first use), and optionally ``UserKnownHostsFile`` and
 ``IdentityFile``; keys in ``ssh-agent`` work as usual. Failures are turned into one-line errors:
 
-- :class:`gate.errors.InputError` (the user must fix the setup; exit 2): a bad URL, an unknown or changed
+- :class:`gate.runtime.errors.InputError` (the user must fix the setup; exit 2): a bad URL, an unknown or changed
   host key, failed authentication, an unreachable host, a device without ``python3``/``numpy``/``onnxruntime``;
 - :class:`DeviceError` (the run failed on the device; exit 4): a command timeout, the device running out of
   memory or disk, a crash of the remote process.
@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 
 from exporters.digest import sha256_file
 
-from ..errors import InputError
+from gate.runtime.errors import InputError
 
 INSTALL_HINT = "install them on the device: python3 -m pip install numpy onnxruntime"
 """What to tell a user whose device lacks the runner's dependencies."""

@@ -1,0 +1,3 @@
+from gate.cli.main import main
+
+main()
