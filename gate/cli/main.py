@@ -20,7 +20,7 @@ from hardware_profiles import known_profiles
 
 from gate.cli.device import device_click_options, parity_arm64_cmd
 from gate.cli.prune import calibration_click_options, prune_cmd
-from gate.runtime.errors import InputError
+from gate.runtime.errors import ExitCode, InputError
 
 EXIT_CODES_HELP = ("Exit codes: 0 gate passed (warnings allowed), 1 gate failed, 2 bad input, usage or policy file, "
                    "3 inconclusive (policy on_inconclusive = \"exit-3\"), 4 execution error (a check could not be computed, "
@@ -261,21 +261,21 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2)
+        sys.exit(ExitCode.INPUT)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except InputError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(ExitCode.INPUT)
     except KeyboardInterrupt:
         click.echo("interrupted; partial results kept in the output directory", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:  # a crash is never exit 0
         click.echo(f"error: execution failed: {type(exc).__name__}: {exc} (set PRUNEGATE_DEBUG=1 for a traceback)", err=True)
         if os.environ.get("PRUNEGATE_DEBUG"):
             raise
-        sys.exit(4)
+        sys.exit(ExitCode.EXECUTION)
 
 
 if __name__ == "__main__":

@@ -252,7 +252,7 @@ def _delta_check(name: str, sign: float, needs_target: bool):
             if sign < 0:
                 lo, hi = hi, lo
             conf = d.get("confidence", ctx.stats.confidence)
-            method = "paired bootstrap over template instances, percentile interval (gate/bbq/paired.py)"
+            method = "paired bootstrap over template instances, percentile interval"
             if lo is not None and hi is not None and hi - lo <= 0:
                 lo, hi, note = _degenerate_interval(name, est, g, n_pairs, conf)
                 method += "; " + note
@@ -328,7 +328,7 @@ def _speedup(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     return [Measurement(sp["speedup_x"], sp["ci_low_x"], sp["ci_high_x"], conf, n=sp.get("n_processes_candidate"),
                         n_unit="benchmark processes", mde=mde_from_interval(sp["ci_low_x"], sp["ci_high_x"], conf,
                                                                             ctx.stats.power),
-                        method=sp["method"] + " (gate/efficiency.efficiency_metrics)",
+                        method=sp["method"],
                         values={k: sp.get(k) for k in ("baseline_p50_ms", "candidate_p50_ms", "context_tokens",
                                                        "unstable", "n_processes_baseline")})]
 
@@ -349,7 +349,7 @@ def _memory(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     return [Measurement(mem["saving_fraction"], mem["ci_low"], mem["ci_high"], conf, n=mem.get("n_processes_candidate"),
                         n_unit="benchmark processes", mde=mde_from_interval(mem["ci_low"], mem["ci_high"], conf,
                                                                             ctx.stats.power),
-                        method=mem["method"] + "; " + mem.get("basis", "") + " (gate/efficiency.efficiency_metrics)",
+                        method=mem["method"] + "; " + mem.get("basis", ""),
                         values={k: v for k, v in mem.items() if k.endswith("_bytes")})]
 
 
@@ -418,7 +418,7 @@ def _budget_latency(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     ci = value_ci_across_processes(per_process, q=q, confidence=s.confidence, n_resamples=s.resamples, seed=s.seed)
     return [Measurement(ci["value"], ci["ci_low"], ci["ci_high"], s.confidence, n=ci["n_processes"],
                         n_unit="benchmark processes", mde=mde_from_interval(ci["ci_low"], ci["ci_high"], s.confidence, s.power),
-                        margin=budget, method=ci["method"] + f" (gate/latency_stats), against profile {key}",
+                        margin=budget, method=ci["method"] + f", against profile {key}",
                         values={"context_tokens": dec.get("context_tokens"), "budget_key": key})]
 
 
@@ -448,7 +448,7 @@ def _sparsity_claim(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     basis = "zero or removed vs dense" if eff is not None else "zero in the artifact"
     return [Measurement(estimate, method=("shortfall max(0, claimed - measured) (quantized: rounding adds zeros)"
                                           if quantized else "|measured - claimed|")
-                        + f" of the pruned-linear sparsity, measured as {basis} (gate/measure/artifact_stats.py); exact",
+                        + f" of the pruned-linear sparsity, measured as {basis}; exact",
                         values={"claimed": claimed, "measured": measured, "measured_basis": basis,
                                 "difference_pp": diff * 100, "quantized": quantized,
                                 "n_linears_off_claim": s.get("n_linears_off_claim") or 0,
@@ -483,7 +483,7 @@ def _export_verify(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     if ver.get("passed") is None:
         raise NotApplicable(ver.get("note") or "no PyTorch model to compare the export with")
     return [Measurement(ver.get("max_abs_logit_diff"), status=PASS if ver["passed"] else FAIL,
-                        margin=ver.get("tolerance"), method="ONNX Runtime vs PyTorch logits (exporters/verify.py)",
+                        margin=ver.get("tolerance"), method="ONNX Runtime vs PyTorch logits",
                         values={k: v for k, v in ver.items() if isinstance(v, (int, float, bool, str)) or v is None})]
 
 
