@@ -20,7 +20,13 @@ from conftest import SHARED
 GOLDEN = Path(__file__).resolve().parent / "golden"
 # fields whose value is a measurement of time or memory, an id, a date, a path or the machine
 VOLATILE = re.compile(r"(/bench/|/timings_s|seconds|_s$|/report_id$|/started_at$|/finished_at$|/environment/|path|"
-                      r"/files/\d+$|/dir$|/work_dir$|/config/model$|/predictions$|/out_dir$|/reused$|/tokenizer$)")
+                      r"/files/\d+$|/dir$|/work_dir$|/config/model$|/predictions$|/bbq_dir$|/out_dir$|/reused$|/tokenizer$|"
+                      r"/execution/measured_cpu$)")
+# floating-point results differ in their last bits between CPUs and thread schedules (recorded on AMD EPYC, seen
+# again on Intel Xeon: perplexity equal to 1e-9 relative, ORT-vs-torch logit difference 1.2e-07 vs 1.8e-07);
+# numbers are compared to this tolerance, also where a message prints them
+REL_TOL, ABS_TOL = 1e-6, 1e-5
+NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 # checks decided from latency or memory samples: only their presence is compared
 MEASURED_CHECKS = {"efficiency.speedup", "efficiency.memory", "budget.latency", "budget.memory"}
 # report fields no longer name source files (a move must not change a report): the recorded ``method`` texts
@@ -51,9 +57,35 @@ def _flatten(obj, prefix=""):
         yield prefix, obj
 
 
+def _close(a, b, rel=REL_TOL) -> bool:
+    return abs(a - b) <= max(ABS_TOL, rel * max(abs(a), abs(b)))
+
+
+def _same(a, b) -> bool:
+    """Equal, numbers to the tolerance; strings equal once their numbers (as printed, 4 digits) are."""
+    if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return _close(float(a), float(b))
+    if isinstance(a, str) and isinstance(b, str):
+        if NUMBER.sub("#", a) != NUMBER.sub("#", b):
+            return False
+        na, nb = NUMBER.findall(a), NUMBER.findall(b)
+        return all(x == y or _close(float(x), float(y), rel=1e-3) for x, y in zip(na, nb))
+    return a == b
+
+
+def test_tolerance_is_tight():
+    assert _same(298.46937393996944, 298.46937403608223) and _same("1.192e-07 (exact)", "1.788e-07 (exact)")
+    assert not _same(298.47, 298.5) and not _same("0.988 <= 1.2", "0.991 <= 1.2") and not _same(3, 4)
+    assert not _same("FAIL", "PASS") and not _same(True, 1)
+
+
 def _comparable(report: dict) -> dict:
     report = json.loads(json.dumps(report))
     for key in ("checks", "findings"):
+        if key not in report:
+            continue
         report[key] = [c if c.get("id") not in MEASURED_CHECKS else {"id": c["id"], "variant": c.get("variant")}
                        for c in report.get(key, [])]
     report.pop("summary", None)  # counts by status include the measured checks
@@ -77,13 +109,10 @@ def rerun(tmp_path_factory):
 def test_same_report_as_the_golden_run(rerun, name):
     golden = json.loads((GOLDEN / f"{name}.json").read_text())
     new = rerun[name]
-    if name == "bbq_score_age":
-        assert new == golden
-        return
     want, got = _comparable(golden), _comparable(new)
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
-    changed = sorted(p for p in set(want) & set(got) if want[p] != got[p] and p not in EXPECTED_CHANGES)
+    changed = sorted(p for p in set(want) & set(got) if not _same(want[p], got[p]) and p not in EXPECTED_CHANGES)
     assert not missing and not extra and not changed, {"missing": missing[:20], "extra": extra[:20],
                                                        "changed": [(p, want[p], got[p]) for p in changed[:20]]}
-    assert len(want) > 500  # the comparison covers the report, not an empty shell
+    assert len(want) > (500 if name == "check_report" else 60)  # the whole report, not an empty shell

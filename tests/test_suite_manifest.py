@@ -40,7 +40,8 @@ def test_manifest_fields(data_copy):
     assert set(m["source_files"]) == {f"{c}.jsonl" for c in CATS}
     for name, digest in m["source_files"].items():
         assert digest == hashlib.sha256((data_copy / name).read_bytes()).hexdigest()
-    assert "sample_suite" in m["sampling"]
+    assert "stratified sample of whole template instances" in m["sampling"]
+    assert "random.Random(seed)" in m["sampling"]
     body = {k: v for k, v in m.items() if k != "digest"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert m["digest"] == hashlib.sha256(canonical.encode()).hexdigest()
