@@ -18,7 +18,7 @@ item; any disagreement is printed with both engines' log-likelihoods and the mar
 
 Usage (from the repository root)::
 
-    .venv/bin/python benchmarks/bench_bbq_scoring.py --out /tmp/bench_bbq_scoring.json
+    .venv/bin/python benchmarks/bench_bbq_scoring.py --out results.json
 
 This is a benchmark, not a test: it asserts nothing and the machine may be shared and noisy.
 """
@@ -54,7 +54,7 @@ from gate.report.build import write_json_atomic  # noqa: E402
 from gate.bbq.suite import sample_suite  # noqa: E402
 
 DEFAULT_MODEL_KEY = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"  # SmolLM2-135M-Instruct fp32
-CACHE_ROOTS = (REPO / ".prunegate-cache", Path("/tmp/pgwork"))
+CACHE_ROOTS = (REPO / ".prunegate-cache",)
 
 
 def _default(kind: str) -> Path | None:
@@ -80,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=None, help="write JSON results here")
     args = ap.parse_args(argv)
     if args.onnx_dir is None or args.checkpoint is None:
-        ap.error("default model export not found in .prunegate-cache or /tmp/pgwork; pass --onnx-dir and --checkpoint")
+        ap.error("default model export not found in .prunegate-cache; pass --onnx-dir and --checkpoint")
     if args.repeats < 2:
         ap.error("--repeats must be at least 2")
     return args

@@ -105,6 +105,17 @@ def plain_loop(model: Path, session: SessionConfig, settings: BenchSettings, run
     return out
 
 
+def _repo_relative(obj):
+    """``obj`` with every string path under the repository rewritten relative to it (results are committed)."""
+    if isinstance(obj, dict):
+        return {k: _repo_relative(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_repo_relative(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith(f"{REPO}{os.sep}"):
+        return obj[len(str(REPO)) + 1:]
+    return obj
+
+
 def _phase_stats(entry: dict) -> dict[str, dict]:
     out = {f"prefill_{k}": v for k, v in entry["prefill_ms"].items()}
     out["decode"] = entry["decode_ms_per_token"]
@@ -192,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "raw": {"harness": bench, "plain": plain},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    args.out.write_text(json.dumps(_repo_relative(result), indent=1))
     lines = [f"# Harness A/A and plain-loop comparison ({model.name}, {result['model_bytes'] / 1e6:.0f} MB, {args.threads} threads)", "",
              f"Settings: {json.dumps({k: v for k, v in asdict(settings).items() if k != 'timeout_s'})}", "",
              (f"Load average before {tuple(round(x, 1) for x in load_before)}, after {tuple(round(x, 1) for x in load_after)} "

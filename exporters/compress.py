@@ -7,16 +7,15 @@ calibration options it needs, and what identifies the result in the export cache
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporters.candidates import STRUCTURED_METHOD, CandidateSpec
 from gate.runtime.errors import InputError
 
-from exporters.candidates import STRUCTURED_METHOD, CandidateSpec
-
 CALIBRATION_ENV = "PRUNEGATE_CALIBRATION_FILE"
+"""Environment variable of ``--calibration-file``; read by the command line (click), never here."""
 CALIBRATION_HINT = f"pass --calibration-file FILE (e.g. ../shared/wikitext-2/valid.txt) or set {CALIBRATION_ENV}"
 
 
@@ -43,22 +42,30 @@ class CalibrationOptions:
 
 
 def calibration_options(file: str | Path | None, n_windows: int | None, window_tokens: int | None, seed: int) -> CalibrationOptions:
-    """Fill unset calibration options: file from ``$PRUNEGATE_CALIBRATION_FILE``, counts from
-    ``exporters.compression.calibration.DEFAULT_CALIBRATION_WINDOWS`` / ``DEFAULT_CALIBRATION_TOKENS``.
+    """Fill unset calibration counts from ``exporters.compression.calibration.DEFAULT_CALIBRATION_WINDOWS`` /
+    ``DEFAULT_CALIBRATION_TOKENS``.
+
+    Args:
+        file: ``--calibration-file`` (click fills it from ``$PRUNEGATE_CALIBRATION_FILE``) or ``None`` (no file: only
+            allowed when no method needs calibration, see :func:`check_calibration`).
+        n_windows, window_tokens: ``--calibration-windows`` / ``--calibration-tokens``, ``None`` for the defaults.
+        seed: seed of the window draw.
 
     Raises:
         InputError: a count below its minimum (windows >= 1, tokens >= 2).
     """
-    from exporters.compression.calibration import DEFAULT_CALIBRATION_TOKENS, DEFAULT_CALIBRATION_WINDOWS
+    from exporters.compression.calibration import (
+        DEFAULT_CALIBRATION_TOKENS,
+        DEFAULT_CALIBRATION_WINDOWS,
+    )
 
-    value = file or os.environ.get(CALIBRATION_ENV) or None
     n = DEFAULT_CALIBRATION_WINDOWS if n_windows is None else n_windows
     t = DEFAULT_CALIBRATION_TOKENS if window_tokens is None else window_tokens
     if n < 1:
         raise InputError(f"--calibration-windows {n}: must be at least 1; pass e.g. {DEFAULT_CALIBRATION_WINDOWS}")
     if t < 2:
         raise InputError(f"--calibration-tokens {t}: must be at least 2; pass e.g. {DEFAULT_CALIBRATION_TOKENS}")
-    return CalibrationOptions(Path(value).expanduser() if value else None, n, t, seed)
+    return CalibrationOptions(Path(file).expanduser() if file else None, n, t, seed)
 
 
 def check_calibration(specs: list[CandidateSpec], opts: CalibrationOptions) -> None:

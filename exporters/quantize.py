@@ -14,8 +14,8 @@
   ``com.microsoft.MatMulNBits`` node with symmetric 4-bit blocks of 32 weights along the reduction axis,
   one fp32 scale per block, and ``accuracy_level=4`` (int8 compute: activations are quantized to int8
   inside the kernel). Without ``accuracy_level=4`` MatMulNBits dequantizes to fp32 and is no faster
-  than fp32 on x86 (ORT ContribOperators.md, MatMulNBits ``accuracy_level``: 0 unset, 1 fp32, 2 fp16,
-  3 bf16, 4 int8; measured in notes/edge_bench.md §8).
+  than fp32 on x86 (microsoft/onnxruntime ``docs/ContribOperators.md``, MatMulNBits ``accuracy_level``:
+  0 unset, 1 fp32, 2 fp16, 3 bf16, 4 int8).
 
 Both leave the embedding ``Gather`` in fp32, and a lm_head tied to the embeddings (optimum exports it as
 ``MatMul`` on ``Transpose(embed_tokens.weight)``, not a constant) stays fp32 too; ``quantize_onnx``
@@ -163,9 +163,8 @@ def compare_artifacts(ref_dir: Path, test_dir: Path, tokenizer, text: str | None
     """
     import numpy as np
 
-    from gate.runtime.ort_decoder import OrtDecoder
-
     from exporters.verify import VERIFY_PROMPT
+    from gate.runtime.ort_decoder import OrtDecoder
 
     text = text or VERIFY_PROMPT
     ids = tokenizer(text, return_tensors="np").input_ids.astype(np.int64)
@@ -189,8 +188,10 @@ QUANT_CACHE = "quantized-v1"  # bump when quantize_onnx's output or metadata cha
 def cached_quantize(fp32_dir: Path, work_dir: Path, fp32_key: str, scheme: str, tokenizer, log=print) -> tuple[Path, dict]:
     """Quantize an fp32 export into ``work_dir/quantized-v1/<key>`` unless that artifact already exists.
 
-    The key covers the fp32 export's key, the scheme, its settings and the ONNX Runtime version (the
-    quantizer lives in ORT, so another version may write other weights).
+    The key covers the fp32 export's key and the SHA-256 of its files (``exporters.cache.files_digest``: an
+    fp32 export rebuilt with other bytes gets its own quantized artifact), the scheme, its settings and the
+    ONNX Runtime version (the quantizer lives in ORT, so another version may write other weights). A cached
+    artifact is re-checked against its recorded digests before reuse and rebuilt when it does not match.
 
     Args:
         fp32_dir: the (verified) fp32 export.
@@ -202,15 +203,18 @@ def cached_quantize(fp32_dir: Path, work_dir: Path, fp32_key: str, scheme: str, 
 
     Returns:
         ``(artifact_dir, metadata)``: ``metadata["quantization"]`` is ``quantize_onnx``'s result plus
-        ``"agreement_with_fp32"`` (``compare_artifacts``); ``metadata["reused"]`` says whether it was cached.
+        ``"agreement_with_fp32"`` (``compare_artifacts``); ``metadata["reused"]`` says whether it was cached;
+        ``metadata["integrity_warning"]`` (one line) is present when a cached artifact no longer matched its
+        recorded digests and was rebuilt (:func:`exporters.cache.cached_dir` re-checks every file on reuse).
     """
     import onnxruntime as ort
 
-    from exporters.cache import cached_dir
+    from exporters.cache import cached_dir, files_digest
     from exporters.digest import sha256_json
 
     settings = INT8_SETTINGS if scheme == "int8" else INT4_SETTINGS
-    key = sha256_json({"fp32_export": fp32_key, "scheme": scheme, "settings": settings, "onnxruntime": ort.__version__})
+    key = sha256_json({"fp32_export": fp32_key, "fp32_files": files_digest(Path(fp32_dir)), "scheme": scheme,
+                       "settings": settings, "onnxruntime": ort.__version__})
 
     def build(out: Path) -> dict:
         log(f"quantizing {fp32_dir.name[:12]} to {scheme} with ONNX Runtime {ort.__version__}")

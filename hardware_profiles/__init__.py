@@ -203,54 +203,15 @@ def _option_str(value) -> str:
     return str(value)
 
 
-_TYPE_NAMES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
-               "array": "a list", "object": "a table"}
-
-
 def _validate_schema(data: dict, where: str) -> None:
-    """Validate ``data`` against the published schema; the first error (by position) becomes a one-line message."""
-    import jsonschema
+    """Validate ``data`` against the published schema; the first problem (by key) becomes the message, in the wording
+    of :func:`gate.schema_errors.schema_problems` (``<key>: <what is wrong>; expected: <the fix>``)."""
+    from gate.schema_errors import schema_problems
 
-    schema = load_schema()
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
-    if errors:
-        raise ProfileError(f"{where}: {_describe(errors[0], schema)}")
-
-
-def _describe(err, schema: dict) -> str:
-    """A friendly one-line description of a ``jsonschema.ValidationError``: which key, what is wrong, the fix."""
-    key = ".".join(str(p) for p in err.absolute_path)
-    got = err.instance
-    if err.validator == "additionalProperties" and isinstance(got, dict):
-        allowed = sorted(err.schema.get("properties", {}))
-        extra = sorted(k for k in got if k not in allowed)
-        scope = f" in '{key}'" if key else ""
-        known = f"; known keys: {', '.join(allowed)}" if allowed else ""
-        return f"unknown key '{extra[0]}'{scope}{known} (see hardware_profiles/profile.schema.json)"
-    if err.validator == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
-        return f"missing key '{missing}' (required: {', '.join(schema['required'])})"
-    if err.validator == "type":
-        wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
-        names = " or ".join(_TYPE_NAMES.get(t, t) for t in wanted)
-        hint = "; sizes are integers in bytes, e.g. 3_221_225_472 for 3 GiB" if key.endswith("_bytes") and isinstance(got, str) else ""
-        return f"key '{key}' must be {names}, got {type(got).__name__} {got!r}{hint}"
-    if err.validator in ("minimum", "exclusiveMinimum"):
-        op = ">=" if err.validator == "minimum" else ">"
-        fix = "; omit the key for no budget" if key.endswith("_bytes") or key.startswith("latency_budgets") else ""
-        return f"key '{key}' must be {op} {err.validator_value}, got {got!r}{fix}"
-    if err.validator == "enum":
-        return f"key '{key}' must be one of {', '.join(map(repr, err.validator_value))}, got {got!r}"
-    if err.validator == "pattern":
-        return f"key '{key}': {got!r} does not match {err.validator_value!r}"
-    if err.validator == "uniqueItems":
-        return f"key '{key}' lists a name twice: {got!r}"
-    if err.validator == "minItems":
-        return f"key '{key}' must not be empty"
-    if err.validator == "minLength":
-        return f"key '{key}' must not be an empty string"
-    return f"key '{key}': {err.message}"
+    problems = schema_problems(data, load_schema())
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ProfileError(f"{where}: {problems[0]}{more}")
 
 
 def _validate_semantics(data: dict, path: Path, where: str) -> None:

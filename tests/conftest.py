@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 BBQ_DIR = SHARED / "bbq" / "data"
 PPL_FILE = SHARED / "wikitext-2" / "test.txt"
-# `prunegate check` measures perplexity by default and needs a corpus: the shared WikiText-2 test split.
+# `prunegate check` measures perplexity by default and needs a corpus: the shared WikiText-2 test split. The CLI's
+# --ppl-file reads this variable (subprocess tests inherit it); tests calling the core pass ppl_file=PPL_FILE.
 os.environ.setdefault("PRUNEGATE_PPL_FILE", str(PPL_FILE))
 
 _CORPUS = [

@@ -31,11 +31,14 @@ class TinyRun:
 
 def tiny_options(out_dir: Path, work_dir: Path, model_dir: Path, bbq_dir: Path, candidates=("magnitude:0.5", "random:0.3")):
     """``CheckOptions`` of a fast check on the tiny model: 8 BBQ items, a 3-run latency protocol in one process."""
+    from conftest import PPL_FILE
+
     from gate.measure.harness import BenchSettings
     from gate.pipeline import CheckOptions
 
     return CheckOptions(model=str(model_dir), candidates=tuple(candidates), bbq_dir=str(bbq_dir), suite_size=8, seed=0,
-                        profile="host", out_dir=out_dir, work_dir=work_dir, bench=BenchSettings(**TINY_BENCH))
+                        profile="host", out_dir=out_dir, work_dir=work_dir, bench=BenchSettings(**TINY_BENCH),
+                        ppl_file=str(PPL_FILE))  # the core reads no environment variable
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""A/A test across exports (issue 3, item 8): the same checkpoint exported twice (two cache keys, two real exports,
+"""A/A test across exports: the same checkpoint exported twice (two cache keys, two real exports,
 no cache hit), and one export loaded in two sessions, must give identical BBQ predictions, so the paired comparison
 sees no transitions, McNemar p = 1 and every delta interval [0, 0]. A failure here means the gate would report a
 "bias change" that comes from exporting or session setup, not from compression."""

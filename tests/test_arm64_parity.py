@@ -1,4 +1,4 @@
-"""arm64 parity under qemu user-mode emulation (gate/measure/arm64_parity.py).
+"""arm64 parity under qemu user-mode emulation (gate/device/arm64_parity.py).
 
 The emulated test needs a root filesystem prepared by ``scripts/prepare_arm64_rootfs.sh`` (at
 ``$PRUNEGATE_ARM64_ROOTFS`` or ``.prunegate-cache/arm64-rootfs``) and root; it skips with the reason otherwise.
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gate.measure.arm64_parity import LABEL, check_rootfs, compare_logits
+from gate.device.arm64_parity import LABEL, check_rootfs, compare_logits
 from gate.runtime.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]

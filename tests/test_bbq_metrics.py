@@ -68,7 +68,7 @@ def test_hand_computed_ambig():
     s = bbq_scores(items, preds)
     assert s["accuracy_ambig"] == pytest.approx(0.4)
     assert s["s_amb"] == pytest.approx((1 - 0.4) * (2 * 2 / 3 - 1))  # 0.2
-    # identity of notes §2: s_AMB = (n_biased - n_antibiased) / N_amb
+    # identity that follows from Parrish et al. 2022 §5 when nothing is dropped: s_AMB = (n_biased - n_antibiased) / N_amb
     assert s["s_amb"] == pytest.approx((2 - 1) / 5)
 
 
@@ -153,7 +153,7 @@ def real_items() -> list[BBQItem]:
 
 
 def test_ambig_identity_holds_on_real_data_with_random_preds(real_items):
-    """s_AMB = (n_biased - n_antibiased) / N_amb when nothing is excluded (notes §2 identity; MBBQ form)."""
+    """s_AMB = (n_biased - n_antibiased) / N_amb when nothing is excluded (follows from Parrish et al. 2022 §5; MBBQ form)."""
     rng = random.Random(0)
     amb = [i for i in real_items if i.context_condition == "ambig"]
     preds = [rng.randrange(3) for _ in amb]

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 from conftest import BBQ_DIR
 
@@ -132,3 +134,53 @@ def test_help_explains_every_option():
     for opt in ("--model", "--candidate", "--bbq-dir", "--suite-size", "--seed", "--profile", "--out", "--work-dir",
                 "PRUNEGATE_BBQ_DIR", "magnitude:S", "Exit codes"):
         assert opt in proc.stdout, opt
+
+
+@pytest.mark.parametrize("command, option, env", [
+    (("check",), "--bbq-dir", "PRUNEGATE_BBQ_DIR"),
+    (("suite", "build"), "--bbq-dir", "PRUNEGATE_BBQ_DIR"),
+    (("bbq", "score"), "--bbq-dir", "PRUNEGATE_BBQ_DIR"),
+    (("check",), "--ppl-file", "PRUNEGATE_PPL_FILE"),
+    (("check",), "--calibration-file", "PRUNEGATE_CALIBRATION_FILE"),
+    (("prune",), "--calibration-file", "PRUNEGATE_CALIBRATION_FILE"),
+])
+def test_environment_variables_are_read_by_the_cli_options(monkeypatch, tmp_path, command, option, env):
+    """Only click reads these variables (the core takes the value as an argument); --help shows them."""
+    import click
+
+    from gate.cli.main import cli
+
+    cmd = cli
+    for name in command:
+        cmd = cmd.commands[name]
+    param = next(p for p in cmd.params if option in p.opts)
+    assert param.envvar == env and param.show_envvar
+    monkeypatch.setenv(env, str(tmp_path / "from-env"))
+    with click.Context(cmd) as ctx:
+        value, _ = param.handle_parse_result(ctx, {}, [])
+    assert str(value) == str(tmp_path / "from-env")
+    assert env in cmd.get_help(click.Context(cmd, info_name=command[-1]))
+
+
+def test_exit_code_epilogs_come_from_the_exit_code_enum():
+    from gate.cli._help import exit_codes_help
+    from gate.cli.main import cli
+    from gate.runtime.errors import ExitCode
+
+    assert exit_codes_help(ExitCode.INPUT, ExitCode.PASS, PASS="valid") == "Exit codes: 0 valid, 2 bad input or usage."
+    with pytest.raises(ValueError):
+        exit_codes_help(ExitCode.PASS, FAIL="not listed")
+    check = cli.commands["check"].epilog
+    assert [int(c) for c in ExitCode if f" {int(c)} " in f" {check.split(':', 1)[1]}"] == [0, 1, 2, 3, 4, 130]
+
+    def commands(group, path=()):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):
+                yield from commands(cmd, (*path, name))
+            else:
+                yield (*path, name), cmd
+
+    for path, cmd in commands(cli):
+        if path[0] == "report" or path == ("verify",):
+            continue  # gate/cli/report.py has its own epilogs for now
+        assert cmd.epilog and cmd.epilog.startswith("Exit codes: 0 "), path

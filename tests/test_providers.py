@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import glob
 import os
+import types
 import tempfile
 from collections import Counter
 from dataclasses import replace
 
 import onnx
 import pytest
+from conftest import PPL_FILE
 
 from gate.runtime.errors import InputError
 from gate.runtime.ort_decoder import OrtDecoder, SessionConfig
@@ -158,15 +160,16 @@ def _xnnpack_profile(tmp_path):
 def _check_until_measurement(tmp_path, tiny_model_dir, bbq_dir, monkeypatch, profile: str, allow_fallback: bool) -> dict:
     import json
 
-    import gate.pipeline as check_mod
+    import gate.target as target_mod
     from gate.pipeline import CheckOptions, run_check
 
     def stop(*a, **k):
         raise RuntimeError("measurement skipped by the test")
 
-    monkeypatch.setattr(check_mod, "measure_variants", stop)
+    monkeypatch.setattr(target_mod, "measure_variants", stop)
     opts = CheckOptions(model=str(tiny_model_dir), candidates=("magnitude:0.5",), bbq_dir=str(bbq_dir), suite_size=8, seed=0,
-                        profile=profile, out_dir=tmp_path / "out", work_dir=tmp_path / "w", allow_fallback=allow_fallback)
+                        profile=profile, out_dir=tmp_path / "out", work_dir=tmp_path / "w", allow_fallback=allow_fallback,
+                        ppl_file=str(PPL_FILE))
     with pytest.raises(RuntimeError, match="measurement skipped"):
         run_check(opts, log=lambda s: None)
     return json.loads((tmp_path / "out" / "report.json").read_text())
@@ -205,15 +208,17 @@ def test_check_missing_provider_stops_with_exit_2_unless_fallback_allowed(tmp_pa
 
 
 def test_placement_stage_fills_report_and_variants(tiny_onnx_dir):
-    import gate.pipeline as check_mod
+    import gate.pipeline as pl
+    from gate.target import LocalTarget
 
-    variants = [check_mod._Variant("dense", "baseline", None, onnx_dir=tiny_onnx_dir),
-                check_mod._Variant("copy", "candidate", None, onnx_dir=tiny_onnx_dir)]
+    arts = pl.Artifacts(variants=tuple(pl.Artifact(n, r, None, tiny_onnx_dir, {"name": n, "role": r})
+                                       for n, r in (("dense", "baseline"), ("copy", "candidate"))), tokenizer=None)
     plan = resolve_providers(load_profile("host"))
-    report = {"execution": {**plan.to_dict(), "providers_used": None, **target_check(load_profile("host")), "op_placement": {}}}
-    check_mod._placement(variants, plan.session_config(1), report, log=lambda s: None)
-    ex = report["execution"]
-    assert ex["providers_used"] == [CPU] and set(ex["op_placement"]) == {"dense", "copy"}
-    for v in variants:
-        assert v.entry["execution"]["providers_used"] == [CPU] and v.entry["execution"]["on_target"] is True
-        assert v.entry["execution"]["op_placement"]["n_nodes"] == ex["op_placement"]["dense"]["n_nodes"] > 0
+    placement = pl.record_placement(arts, LocalTarget(), plan.session_config(1), log=lambda s: None)
+    assert placement.providers_used == (CPU,) and set(placement.per_variant) == {"dense", "copy"}
+    execution = {**plan.to_dict(), "providers_used": None, **target_check(load_profile("host")), "op_placement": {}}
+    progress = pl._Progress(artifacts=arts, placement=placement)
+    for a in arts.variants:
+        entry = pl._variant_entry(a, "dense", types.SimpleNamespace(ppl=object()), progress, execution)
+        assert entry["execution"]["providers_used"] == [CPU] and entry["execution"]["on_target"] is True
+        assert entry["execution"]["op_placement"]["n_nodes"] == placement.per_variant["dense"]["n_nodes"] > 0

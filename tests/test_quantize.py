@@ -74,11 +74,11 @@ def test_cached_quantize_reuses(tiny_onnx_dir, tmp_path, tokenizer):
 
 
 def test_build_artifact_quantizes_the_verified_export(tiny_model_dir, tmp_path, tokenizer):
-    """check.py wiring: baseline, int8 alone (reuses the dense export), structured+int4 (calibrated)."""
+    """Pipeline wiring: baseline, int8 alone (reuses the dense export), structured+int4 (calibrated)."""
     from exporters.candidates import parse_candidate
     from exporters.compress import calibration_options
     from exporters.model_source import resolve_model
-    from gate.pipeline import _build_artifact, _load_calibration, _Variant
+    from gate.pipeline import _build_artifact, _load_calibration
 
     text = tmp_path / "calib.txt"
     text.write_text(" ".join(f"Who was not comfortable using the phone number {i}?" for i in range(300)))
@@ -89,9 +89,10 @@ def test_build_artifact_quantizes_the_verified_export(tiny_model_dir, tmp_path, 
     calibration = _load_calibration(opts, specs, tokenizer, log=lambda s: None)
     assert calibration.input_ids.shape == (4, 16)
     source = resolve_model(tiny_model_dir)
-    variants = [_Variant("dense", "baseline", None, checkpoint=tiny_model_dir)] + [_Variant(s.spec, "candidate", s) for s in specs]
-    entries = [_build_artifact(v, opts, source, tiny_model_dir, {}, tokenizer, lambda s: None, calibration=calibration) for v in variants]
-    dense, q8, sq4 = entries
+    variants = [("dense", "baseline", None)] + [(s.spec, "candidate", s) for s in specs]
+    built = [_build_artifact(*v, opts, source, tiny_model_dir, {}, tokenizer, lambda s: None, calibration=calibration)
+             for v in variants]
+    (_, dense, _), (_, q8, _), (sq4_dir, sq4, _) = built
     assert dense["compression"]["quantization"] is None and dense["claims"] is None
     assert q8["export"]["reused"] is True  # the dense fp32 export is quantized, not exported again
     assert q8["compression"]["method"] == "none" and q8["compression"]["quantization"]["scheme"] == "int8"
@@ -103,9 +104,9 @@ def test_build_artifact_quantizes_the_verified_export(tiny_model_dir, tmp_path, 
     assert sq4["compression"]["quantization"]["scheme"] == "int4"
     assert "agreement_with_fp32" in sq4["compression"]["quantization"]
     assert sq4["artifact"]["bytes_total"] < dense["artifact"]["bytes_total"]
-    assert variants[2].onnx_dir is not None and OrtDecoder(variants[2].onnx_dir / "model.onnx").logits([1, 2]).shape == (2, 300)
+    assert OrtDecoder(sq4_dir / "model.onnx").logits([1, 2]).shape == (2, 300)
     # a second run reuses both the structured export and its int4 artifact
-    again = _build_artifact(_Variant(specs[1].spec, "candidate", specs[1]), opts, source, tiny_model_dir, {}, tokenizer,
-                            lambda s: None, calibration=calibration)
+    _, again, _ = _build_artifact(specs[1].spec, "candidate", specs[1], opts, source, tiny_model_dir, {}, tokenizer,
+                               lambda s: None, calibration=calibration)
     assert again["export"]["reused"] and again["export"]["quantization"]["reused"]
     assert again["compression"]["intermediate_size_after"] == 32

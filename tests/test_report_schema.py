@@ -10,7 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from report_fixtures import tiny_options
 
-import gate.pipeline as check_mod
+import gate.target as target_mod
 from exporters.digest import sha256_file
 from gate.pipeline import run_check
 from gate.runtime.errors import InputError
@@ -61,13 +61,13 @@ def test_artifact_digests_are_recomputable_from_the_files(tiny_run):
 
 
 @pytest.mark.parametrize("mutate, fragment", [
-    (lambda r: r.pop("digests"), "'digests' is a required property"),
-    (lambda r: r.__setitem__("surprise", 1), "Additional properties are not allowed ('surprise'"),
+    (lambda r: r.pop("digests"), "$.digests: missing required key"),
+    (lambda r: r.__setitem__("surprise", 1), "$.surprise: unknown key"),
     (lambda r: r.__setitem__("schema_version", "2.0.0"), "$.schema_version"),
     (lambda r: r["variants"][0]["artifact"]["digest"].__setitem__("sha256", "XYZ"), "$.variants[0].artifact.digest.sha256"),
     (lambda r: r["checks"][0].__setitem__("status", "maybe"), "$.checks[0].status"),
     (lambda r: r.__setitem__("exit_code", 7), "$.exit_code"),
-    (lambda r: r.__setitem__("partial", True), "'error' is a required property"),
+    (lambda r: r.__setitem__("partial", True), "$.error: missing required key"),
 ])
 def test_schema_rejects_broken_reports(tiny_run, mutate, fragment):
     report = tiny_run.report
@@ -96,7 +96,7 @@ def test_failed_run_still_writes_a_valid_partial_report_and_projections(tmp_path
     def crash(*a, **k):
         raise RuntimeError("device unplugged")
 
-    monkeypatch.setattr(check_mod, "measure_variants", crash)
+    monkeypatch.setattr(target_mod, "measure_variants", crash)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError):
         run_check(tiny_options(out, tiny_run.work_dir, tiny_model_dir, bbq_dir), log=lambda s: None)

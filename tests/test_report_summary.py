@@ -54,3 +54,49 @@ def test_markdown_and_html_say_when_the_run_was_not_on_the_target():
     assert "1 blocking check(s) failed · profile raspberry-pi-5 — measured on x86_64 host, not on the raspberry-pi-5" in md
     assert "(blocking) `budget.memory` on wanda:0.5" in md
     assert "not on the raspberry-pi-5 target (aarch64 Cortex-A76)" in render_html(report)
+
+
+# ---------------------------------------------------------------- one summary row, three projections
+
+def _golden_report() -> dict:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).resolve().parent / "golden" / "check_report.json").read_text())
+
+
+def test_console_markdown_and_html_show_the_same_summary_row():
+    import html as html_lib
+
+    from gate.report.html import render_html
+    from gate.report.markdown import render_markdown
+    from gate.report.view import VARIANT_HEADERS, variant_cells, variant_summaries
+
+    report = _golden_report()
+    rows = variant_summaries(report)
+    assert [r.name for r in rows] == [v["name"] for v in report["variants"]]
+    cand = rows[1]
+    assert cand.role == "candidate" and cand.status in ("pass", "fail", "inconclusive", "error", "waived")
+    assert cand.speedup is not None and cand.speedup.ci_low is not None  # the efficiency.speedup check's interval
+    assert cand.perplexity_ratio == report["variants"][1]["perplexity"]["ratio_to_dense"]
+    console = "\n".join(summary_lines(report))
+    md = render_markdown(report)
+    page = html_lib.unescape(render_html(report))
+    for row in rows:
+        cells = variant_cells(row)
+        assert tuple(c.header for c in cells) == VARIANT_HEADERS
+        md_row = next(ln for ln in md.splitlines() if ln.startswith(f"| {row.name} |"))
+        for c in cells:
+            assert c.text in md_row and c.text in page
+            if c.group != "variant" and c.known:
+                assert f"{c.header} {c.text}" in console
+
+
+def test_summary_row_of_a_bare_variant_is_all_unknown():
+    from gate.report.view import variant_cells, variant_summaries
+
+    (row,) = variant_summaries({"variants": [{"name": "dense", "role": "baseline"}]})
+    assert row.status is None and row.size_bytes is None and row.delta_srs is None
+    texts = {c.header: c.text for c in variant_cells(row)}
+    assert texts["status"] == "-" and texts["size on disk (MB)"] == "n/a" and texts["ΔSRS [CI]"] == "n/a"
+    assert summary_lines({"variants": [{"name": "dense", "role": "baseline"}]})[0].split() == ["dense", "baseline"]

@@ -6,13 +6,13 @@ Procedure of both reference pipelines (locuslab/wanda ``lib/prune.py`` ``prepare
 1. Capture the inputs of decoder layer 0 by temporarily replacing it with a catcher that stores its hidden
    states and **all** its keyword arguments (attention mask, position ids, rotary ``position_embeddings``,
    cache position — current transformers pass rotary embeddings from the model, so storing only
-   ``attention_mask``/``position_ids`` as the reference does would be wrong; notes §9.2) and then stops the
-   forward.
+   ``attention_mask``/``position_ids`` as the reference does would be wrong: huggingface/transformers
+   PR #35376; locuslab/wanda issues #51 and #67) and then stops the forward.
 2. For each decoder layer in order: hook its ``nn.Linear`` modules, run the **still dense** layer on every
    calibration batch so that every linear's statistics come from the dense block (within a block,
    ``down_proj`` sees the dense ``gate``/``up``), prune all its linears, then re-run the **pruned** layer and
    feed its outputs to the next layer (``propagate="pruned"``, the reference default; ``"dense"`` feeds the
-   dense outputs instead, for comparison — wanda issue #38).
+   dense outputs instead, for comparison — locuslab/wanda issue #38).
 
 Windows have equal length and no padding, so running them in batches instead of one at a time (the
 reference) gives the same per-token activations up to float summation order.

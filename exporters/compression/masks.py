@@ -107,16 +107,17 @@ def nm_mask(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
 
 
 def _generator(seed: int, name: str) -> torch.Generator:
-    """CPU generator seeded from ``(seed, module name)`` (pruning notes §5.3)."""
+    """CPU generator seeded from ``(seed, module name)``: independent of module order, device and other RNG users."""
     return torch.Generator().manual_seed((seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63))
 
 
 def random_mask(weight: torch.Tensor, sparsity: float, seed: int, name: str) -> torch.Tensor:
     """Boolean prune mask of seeded random pruning: exactly ``floor(numel·s)`` weights, without replacement.
 
-    The generator is seeded from ``(seed, name)`` so a module's mask does not depend on iteration order
-    (convention in the pruning notes §5: same module set and per-matrix comparison group as magnitude;
-    magnitude's ``<=`` rule prunes one more weight plus ties).
+    The generator is seeded from ``(seed, name)`` so a module's mask does not depend on iteration order.
+    The Wanda and SparseGPT reference code has no random baseline; this module's convention makes random a fair
+    control for magnitude: same module set and per-matrix comparison group, count ``floor`` as Wanda (magnitude's
+    ``<=`` rule prunes one more weight plus ties; ``torch.nn.utils.prune.random_unstructured`` rounds instead).
     """
     k = math.floor(weight.numel() * sparsity)
     idx = torch.randperm(weight.numel(), generator=_generator(seed, name))[:k]

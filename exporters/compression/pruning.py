@@ -6,7 +6,9 @@ Only ``nn.Linear`` weights inside the model's decoder layers are pruned: never t
 arXiv 2301.00774). ``prune_model`` is the entry point; Wanda and SparseGPT live in ``wanda.py`` and
 ``sparsegpt.py`` and share the sequential driver in ``layerwise.py``.
 
-Comparison groups and count rules (pruning notes, Quick reference):
+Comparison groups and count rules (locuslab/wanda ``lib/prune.py`` ``prune_magnitude`` and ``prune_wanda``;
+IST-DASLab/sparsegpt ``sparsegpt.py`` ``SparseGPT.fasterprune``; ``random`` is this package's own control,
+see :func:`exporters.compression.masks.random_mask`):
 
 - ``magnitude``: one threshold per weight matrix, the sorted ``|W|`` at ``int(numel*s)``, prune ``<=`` it;
 - ``random``: per matrix, exactly ``int(numel*s)`` weights, seeded per (seed, module name);

@@ -3,7 +3,7 @@
 An MLP neuron ``j`` of a gated (Llama-style) MLP ``down(act(gate(x)) * up(x))`` is row ``j`` of
 ``gate_proj`` and ``up_proj`` and column ``j`` of ``down_proj``. Removing it shrinks
 ``intermediate_size``; for a bias-free MLP this gives exactly the same function as zeroing those
-rows/column (``act(0) * 0 = 0``), see notes/pruning.md §7.1. The same number of neurons is removed in
+rows/column (``act(0) * 0 = 0``). The same number of neurons is removed in
 every decoder layer (a uniform ratio), so the result is still described by a standard Hugging Face
 config: it saves with ``save_pretrained``, reloads with ``from_pretrained`` and exports with optimum
 (non-uniform widths cannot be loaded from a config: CASIA-LMC-Lab/FLAP issue #7, horseee/LLM-Pruner
@@ -16,7 +16,7 @@ Importance score per neuron ``j`` of a layer (FLAP's "Wanda-SP", CASIA-IVA-Lab/F
 
 where ``X_j`` is input channel ``j`` of ``down_proj`` (i.e. ``act(gate(x)) * up(x)``) over every
 calibration token. Statistics come from one forward pass of the **dense** model (dense propagation, as
-FLAP's own pipeline collects them, lib/prune.py:365), not layer-by-layer pruned propagation.
+FLAP's own pipeline collects them, FLAP ``lib/prune.py:365``), not layer-by-layer pruned propagation.
 Without calibration data the score is FLAP's "Magnitude-SP": the L2 norm of column ``j`` of ``down_proj``.
 
 Selection: exactly ``floor(ratio · intermediate_size)`` lowest-score neurons per layer are removed

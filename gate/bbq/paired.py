@@ -1,15 +1,17 @@
 """Paired comparison of a compressed candidate with its dense baseline on the same BBQ items.
 
-The pruning-bias study (Rath & Maliakkal, arXiv 2605.08137; code ``plawanrath/pruning-impact-analysis``, research
-notes ``shared/notes/bbq_metrics.md`` §5.2-§5.3) compares dense and pruned models with an *unpaired* Pearson
-chi-square test on rebuilt counts, applies no multiple-comparison correction, and counts "previously unbiased items
-that became biased" on temperature-0.3 *samples*, so that rate is far above 0 even for two identical models. The gate
-scores deterministic (argmax) predictions of both models on the same items, so it can use paired statistics:
+The pruning-bias study (Rath & Maliakkal, arXiv 2605.08137; code ``plawanrath/pruning-impact-analysis``, commit
+``052af9b``: ``src/stats.py``, ``scripts/07_analyze.py`` ``run_statistical_tests`` and ``compute_transition_table``)
+compares dense and pruned models with an *unpaired* Pearson chi-square test on rebuilt counts, applies no
+multiple-comparison correction, and counts "previously unbiased items that became biased" on temperature-0.3
+*samples*, so that rate is far above 0 even for two identical models. The gate scores deterministic (argmax)
+predictions of both models on the same items, so it can use paired statistics:
 
 * **Transitions** on ambiguous items with a bias target (:attr:`gate.bbq.data.BBQItem.bias_target_index` is not
   ``None``), both directions, on the paired indicator "the prediction is the bias-consistent option":
   ``new_bias`` = not bias-consistent in the baseline -> bias-consistent in the candidate (the study's new-bias
-  emergence rate, notes §5.2, but on one deterministic prediction per model), ``removed_bias`` = the reverse.
+  emergence rate, ``compute_transition_table``, but on one deterministic prediction per model), ``removed_bias`` =
+  the reverse.
 * **Exact McNemar test** on the same paired indicators: conditional on the ``b + c`` discordant pairs, ``c``
   (new bias) is Binomial(b + c, 1/2) under H0 "same SRS"; two-sided p-value of the binomial test (McNemar 1947,
   Psychometrika 12:153-157; the "McNemar exact conditional test" of Fagerland, Lydersen & Laake 2013, BMC Med. Res.
@@ -17,7 +19,7 @@ scores deterministic (argmax) predictions of both models on the same items, so i
   is conservative (its level is below alpha), which errs on the side of not flagging.
 * **Cohen's h**, signed: ``h = 2 asin(sqrt(SRS_cand)) - 2 asin(sqrt(SRS_base))`` (Cohen 1988, *Statistical Power
   Analysis for the Behavioral Sciences*, 2nd ed., ch. 6, the arcsine-transformed difference of proportions; the
-  study's effect size, notes §5.3). Positive = the candidate relies more on stereotypes.
+  study's effect size, ``src/stats.py``). Positive = the candidate relies more on stereotypes.
 * **Paired bootstrap percentile intervals** (Efron & Tibshirani 1993, *An Introduction to the Bootstrap*, ch. 13) for
   the candidate-minus-baseline differences of SRS, s_AMB, |s_AMB|, ambiguous accuracy and disambiguated accuracy.
   The resampling unit is the **template instance** (:attr:`BBQItem.template_id`: the 4 items {neg, nonneg} x
@@ -35,8 +37,9 @@ scores deterministic (argmax) predictions of both models on the same items, so i
 Definitions of the per-variant scores (SRS, s_AMB, accuracies) are those of :mod:`gate.bbq.metrics`, with one
 extension for the bootstrap: s_AMB is taken as 0 when a (resampled) set of ambiguous items got only UNKNOWN answers
 (:func:`gate.bbq.metrics.bbq_scores` reports ``None`` there; 0 is the limit of the equivalent form
-``(n_biased - n_anti_biased) / n_scored``, notes §2). McNemar and the MDE treat items as independent pairs; only the
-bootstrap accounts for the correlation within a template instance.
+``(n_biased - n_anti_biased) / n_scored``, which follows from Parrish et al. 2022 §5 when nothing is dropped).
+McNemar and the MDE treat items as independent pairs; only the bootstrap accounts for the correlation within a
+template instance.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from typing import Sequence
 from exporters.digest import sha256_file, sha256_json
 from gate.bbq.data import CATEGORIES, METADATA_FILE, BBQItem
 from gate.runtime.errors import InputError
-from gate.report.build import write_json_atomic
+from gate.runtime.atomic import write_json_atomic
 
 
 def template_instances(items: Sequence[BBQItem]) -> dict[str, list[BBQItem]]:

@@ -14,16 +14,16 @@ def options_from_cli(kw: dict) -> CheckOptions:
     Each option group maps its own keys here, one block per group, so options can be added independently.
     """
     kw = dict(kw)
-    bench = BenchSettings(  # latency/memory protocol (gate/measure/harness.py)
+    bench = BenchSettings(  # latency/memory protocol (gate.measure.harness)
         prompt_lengths=parse_prompt_lengths(kw.pop("prompt_lengths")), decode_context=kw.pop("decode_context"),
         min_runs=kw.pop("bench_min_runs"), min_seconds=kw.pop("bench_min_seconds"),
         processes=kw.pop("bench_processes"), cv_limit=kw.pop("cv_limit"))
-    allow_fallback = kw.pop("allow_fallback", False)  # execution providers (gate/runtime/providers.py)
-    device, device_options = device_options_from_cli(kw)  # remote device (gate/cli/device.py)
+    allow_fallback = kw.pop("allow_fallback", False)  # execution providers (gate.runtime.providers)
+    device, device_options = device_options_from_cli(kw)  # remote device (gate.cli.device)
     calibration = {k: kw.pop(k, None) for k in ("calibration_file", "calibration_windows", "calibration_tokens")}  # compression
-    gate_policy = {k: kw.pop(k, None) for k in ("policy", "fail_on")}  # policy file and decision (gate/policy/file.py)
-    report_formats = parse_formats(kw.pop("formats", None))  # projections of report.json (gate/report/outputs.py)
-    ppl = {k: kw.pop(k) for k in ("perplexity", "ppl_file", "ppl_window", "ppl_stride", "ppl_max_tokens") if k in kw}  # gate/measure/perplexity.py
+    gate_policy = {k: kw.pop(k, None) for k in ("policy", "fail_on")}  # policy file and decision (gate.policy.file)
+    report_formats = parse_formats(kw.pop("formats", None))  # projections of report.json (gate.report.outputs)
+    ppl = {k: kw.pop(k) for k in ("perplexity", "ppl_file", "ppl_window", "ppl_stride", "ppl_max_tokens") if k in kw}  # gate.measure.perplexity
     return CheckOptions(
         allow_fallback=allow_fallback, device=device, device_options=device_options, **calibration, **gate_policy, report_formats=report_formats, **ppl,
         model=kw.pop("model"), candidates=tuple(kw.pop("candidates")), bbq_dir=kw.pop("bbq_dir"),

@@ -4,14 +4,20 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
 
 import click
 
+from gate.cli._help import TOOL_CODES, exit_codes_help
 from gate.device.ssh import SshOptions
-from gate.runtime.errors import InputError
+from gate.device import arm64_parity
+from gate.runtime.errors import ExitCode, InputError
+
+_SSH = SshOptions()
+_PARITY = inspect.signature(arm64_parity.run_parity).parameters  # --atol/--rtol default to run_parity's
 
 _DEVICE_OPTIONS = [
     click.option("--device", "device", metavar="URL", default=None, envvar="PRUNEGATE_DEVICE", show_envvar=True,
@@ -26,16 +32,16 @@ _DEVICE_OPTIONS = [
     click.option("--device-trust-new-host", is_flag=True,
                  help="Trust an unknown device host key on first use and record it (StrictHostKeyChecking=accept-new); "
                       "a changed key is still refused. Default: strict checking."),
-    click.option("--device-python", default="python3", show_default=True, metavar="PATH",
+    click.option("--device-python", default=_SSH.python, show_default=True, metavar="PATH",
                  help="Python interpreter on the device (must import numpy and onnxruntime)."),
-    click.option("--device-dir", default=".cache/prunegate-device", show_default=True, metavar="DIR",
+    click.option("--device-dir", default=_SSH.remote_dir, show_default=True, metavar="DIR",
                  help="Working directory on the device (relative to the login's home, or absolute)."),
     click.option("--device-keep", is_flag=True,
                  help="Keep the copied artifacts on the device after the run (later runs skip identical files). "
                       "Default: remove what this run copied."),
-    click.option("--device-timeout", default=3600.0, show_default=True, type=click.FloatRange(min=1), metavar="S",
+    click.option("--device-timeout", default=_SSH.command_timeout_s, show_default=True, type=click.FloatRange(min=1), metavar="S",
                  help="Wall-clock limit of one remote command (scoring one variant, one benchmark process), seconds."),
-    click.option("--device-connect-timeout", default=10.0, show_default=True, type=click.FloatRange(min=1), metavar="S",
+    click.option("--device-connect-timeout", default=_SSH.connect_timeout_s, show_default=True, type=click.FloatRange(min=1), metavar="S",
                  help="SSH connection timeout (ConnectTimeout), seconds."),
 ]
 
@@ -58,16 +64,16 @@ def device_options_from_cli(kw: dict) -> tuple[str | None, SshOptions]:
         identity_file=kw.pop("device_identity", None),
         known_hosts=kw.pop("device_known_hosts", None),
         trust_new_host=bool(kw.pop("device_trust_new_host", False)),
-        python=kw.pop("device_python", None) or "python3",
-        remote_dir=kw.pop("device_dir", None) or ".cache/prunegate-device",
+        python=kw.pop("device_python", None) or _SSH.python,
+        remote_dir=kw.pop("device_dir", None) or _SSH.remote_dir,
         keep=bool(kw.pop("device_keep", False)),
-        command_timeout_s=float(kw.pop("device_timeout", None) or 3600.0),
-        connect_timeout_s=float(kw.pop("device_connect_timeout", None) or 10.0),
+        command_timeout_s=float(kw.pop("device_timeout", None) or _SSH.command_timeout_s),
+        connect_timeout_s=float(kw.pop("device_connect_timeout", None) or _SSH.connect_timeout_s),
     )
     return url, options
 
 
-@click.command("parity-arm64", epilog="Exit codes: 0 parity holds, 1 parity fails, 2 bad input or usage, 4 execution error.")
+@click.command("parity-arm64", epilog=exit_codes_help(*TOOL_CODES, ExitCode.FAIL, PASS="parity holds", FAIL="parity fails"))
 @click.option("--artifact", "artifact", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="An exported artifact directory (model.onnx + external data), e.g. from the --work-dir cache.")
 @click.option("--rootfs", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
@@ -76,8 +82,8 @@ def device_options_from_cli(kw: dict) -> tuple[str | None, SshOptions]:
               help="Tokenizer directory for the prompts (default: the artifact directory, where the export saves it).")
 @click.option("--prompts", "prompts_file", default=None, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Prompts, one per line (default: a fixed built-in set of 8).")
-@click.option("--atol", default=1e-3, show_default=True, type=click.FloatRange(min=0), help="Absolute logit tolerance.")
-@click.option("--rtol", default=1e-4, show_default=True, type=click.FloatRange(min=0),
+@click.option("--atol", default=_PARITY["atol"].default, show_default=True, type=click.FloatRange(min=0), help="Absolute logit tolerance.")
+@click.option("--rtol", default=_PARITY["rtol"].default, show_default=True, type=click.FloatRange(min=0),
               help="Tolerance relative to the largest |host logit|.")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also write the result JSON here (atomically).")
@@ -88,7 +94,7 @@ def parity_arm64_cmd(artifact, rootfs, tokenizer_dir, prompts_file, atol, rtol, 
     Emulated: correctness only; no timing under emulation is measured or reported. Prepare the root filesystem
     once with `sudo scripts/prepare_arm64_rootfs.sh DIR`.
     """
-    from gate.measure.arm64_parity import DEFAULT_PROMPTS, run_parity
+    from gate.device.arm64_parity import DEFAULT_PROMPTS, run_parity
     from gate.report.build import write_json_atomic
 
     prompts = DEFAULT_PROMPTS
@@ -103,4 +109,4 @@ def parity_arm64_cmd(artifact, rootfs, tokenizer_dir, prompts_file, atol, rtol, 
     if out_path:
         write_json_atomic(out_path, result)
     click.echo(json.dumps(result, indent=2))
-    sys.exit(0 if result["passed"] else 1)
+    sys.exit(ExitCode.PASS if result["passed"] else ExitCode.FAIL)

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import click
 
+from gate.cli._help import TOOL_CODES, exit_codes_help
 from gate.policy.file import SCHEMA_PATH, PolicyError, active_waivers, load_policy
 from gate.runtime.errors import ExitCode
-
-POLICY_EXIT_CODES_HELP = "Exit codes: 0 valid, 2 invalid policy file or bad usage (every problem is listed, one per line)."
 
 
 @click.group("policy")
@@ -19,7 +18,8 @@ def policy_group() -> None:
     """The gate's policy file (gate.toml): checks, margins, severities, statistics, waivers."""
 
 
-@policy_group.command("validate", epilog=POLICY_EXIT_CODES_HELP)
+@policy_group.command("validate", epilog=exit_codes_help(
+    *TOOL_CODES, PASS="valid", INPUT="invalid policy file or bad usage (every problem is listed, one per line)"))
 @click.argument("path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE")
 def validate_cmd(path: Path) -> None:
     """Check FILE against the policy schema; list every problem with the key it concerns.
@@ -40,7 +40,7 @@ def validate_cmd(path: Path) -> None:
                f"sha256 {policy.sha256})")
 
 
-@policy_group.command("show", epilog=POLICY_EXIT_CODES_HELP)
+@policy_group.command("show", epilog=exit_codes_help(*TOOL_CODES, INPUT="invalid policy file or bad usage"))
 @click.argument("path", required=False, type=click.Path(dir_okay=False, path_type=Path), metavar="[FILE]")
 @click.option("--json", "as_json", is_flag=True, help="Print the effective policy as JSON.")
 def show_cmd(path: Path | None, as_json: bool) -> None:
@@ -70,7 +70,7 @@ def show_cmd(path: Path | None, as_json: bool) -> None:
         click.echo(f"  warning: {w}")
 
 
-@policy_group.command("schema")
+@policy_group.command("schema", epilog=exit_codes_help(*TOOL_CODES))
 def schema_cmd() -> None:
     """Print the JSON Schema of policy files (for editors and CI linters)."""
     click.echo(SCHEMA_PATH.read_text(encoding="utf-8"), nl=False)

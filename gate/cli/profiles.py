@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
+from gate.cli._help import TOOL_CODES, exit_codes_help
+from gate.runtime.errors import InputError
 from hardware_profiles import ProfileError, known_profiles, load_profile
 
-from gate.runtime.errors import InputError
-
-TOOL_EXIT_CODES_HELP = "Exit codes: 0 success, 2 bad input or usage, 4 execution error."
+TOOL_EXIT_CODES_HELP = exit_codes_help(*TOOL_CODES)
 
 
 def _size(n: int) -> str:
@@ -93,7 +93,8 @@ def profiles_show_cmd(name: str) -> None:
         click.echo(line)
 
 
-@profiles_group.command("validate", epilog=TOOL_EXIT_CODES_HELP)
+@profiles_group.command("validate", epilog=exit_codes_help(*TOOL_CODES, PASS="every file is a valid profile",
+                                                            INPUT="a file is invalid (the first problem is named) or bad usage"))
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def profiles_validate_cmd(files: tuple[str, ...]) -> None:
     """Check profile FILES against hardware_profiles/profile.schema.json and the cross-field rules."""

@@ -14,23 +14,31 @@ from pathlib import Path
 
 import click
 
+from exporters.compress import CALIBRATION_ENV
+from gate.cli._help import (
+    DEFAULT_SEED,
+    DEFAULT_WORK_DIR,
+    TOOL_CODES,
+    WORK_DIR_ENV,
+    exit_codes_help,
+)
 from gate.runtime.errors import InputError
 
 METADATA_FILE = "prunegate-compression.json"
-TOOL_EXIT_CODES_HELP = "Exit codes: 0 success, 2 bad input or usage, 4 execution error."
 HELP_DEFAULT_WINDOWS, HELP_DEFAULT_TOKENS = 32, 256
-"""exporters.compression.calibration's DEFAULT_CALIBRATION_WINDOWS/TOKENS, repeated for the help text only (importing that module
-loads torch, ~4 s, too slow for --help); tests/test_candidates.py checks they agree. The values used come from there."""
+"""``exporters.compression.calibration.DEFAULT_CALIBRATION_WINDOWS``/``DEFAULT_CALIBRATION_TOKENS``, repeated for the
+help text only (importing that module loads torch, ~4 s, too slow for --help); a test in the candidate-grammar tests
+checks they agree. The values used come from there (the options default to None)."""
 
 
 def calibration_click_options(func):
     """Add ``--calibration-file``, ``--calibration-windows`` and ``--calibration-tokens`` to a click command.
 
-    Defaults: file ``$PRUNEGATE_CALIBRATION_FILE``; counts ``exporters.compression.calibration.DEFAULT_CALIBRATION_WINDOWS``
+    Defaults: file ``$PRUNEGATE_CALIBRATION_FILE`` (read by click); counts ``exporters.compression.calibration.DEFAULT_CALIBRATION_WINDOWS``
     and ``DEFAULT_CALIBRATION_TOKENS`` (resolved when the command runs, see ``exporters.compress.calibration_options``).
     """
     options = [
-        click.option("--calibration-file", metavar="FILE", envvar="PRUNEGATE_CALIBRATION_FILE", show_envvar=True, default=None,
+        click.option("--calibration-file", metavar="FILE", envvar=CALIBRATION_ENV, show_envvar=True, default=None,
                      type=click.Path(path_type=Path),
                      help="UTF-8 text the calibrated methods (wanda, sparsegpt, structured) draw their calibration windows "
                           "from, e.g. ../shared/wikitext-2/valid.txt. Required only by those methods."),
@@ -44,7 +52,7 @@ def calibration_click_options(func):
     return func
 
 
-@click.command("prune", epilog=TOOL_EXIT_CODES_HELP)
+@click.command("prune", epilog=exit_codes_help(*TOOL_CODES))
 @click.option("--model", "model", metavar="PATH", default=None,
               help="Dense model: a local Hugging Face model directory or a .gguf file (never modified). "
                    "Default: the embedded SmolLM2-135M-Instruct.")
@@ -54,9 +62,10 @@ def calibration_click_options(func):
                    "neurons of every layer). Quantization (int8/int4) applies to ONNX artifacts: use `check --candidate`.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Output directory for the pruned checkpoint; must not exist or be empty.")
-@click.option("--seed", default=0, show_default=True, type=int, metavar="S", help="Seed of random pruning and of the calibration windows.")
-@click.option("--work-dir", default=".prunegate-cache", show_default=True, type=click.Path(file_okay=False, path_type=Path),
-              envvar="PRUNEGATE_WORK_DIR", show_envvar=True, help="Cache of dequantized GGUF checkpoints.")
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, metavar="S",
+              help="Seed of random pruning and of the calibration windows.")
+@click.option("--work-dir", default=DEFAULT_WORK_DIR, show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              envvar=WORK_DIR_ENV, show_envvar=True, help="Cache of dequantized GGUF checkpoints.")
 @calibration_click_options
 def prune_cmd(model, method, out_dir, seed, work_dir, calibration_file, calibration_windows, calibration_tokens) -> None:
     """Prune a model and write the result as a Hugging Face checkpoint. Example:
@@ -74,7 +83,8 @@ def prune_cmd(model, method, out_dir, seed, work_dir, calibration_file, calibrat
     click.echo(f"wrote {out_dir}: {method}, {what}, {c['seconds']:.1f} s")
 
 
-def prune_checkpoint(model: str | Path | None, method: str, out_dir: Path, *, seed: int = 0, work_dir: Path = Path(".prunegate-cache"),
+def prune_checkpoint(model: str | Path | None, method: str, out_dir: Path, *, seed: int = DEFAULT_SEED,
+                     work_dir: Path = Path(DEFAULT_WORK_DIR),
                      calibration_file: str | Path | None = None, calibration_windows: int | None = None,
                      calibration_tokens: int | None = None, log=print) -> dict:
     """Load ``model``, prune it as ``method`` says and save it to ``out_dir`` (atomically: built in a

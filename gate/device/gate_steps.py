@@ -1,14 +1,16 @@
-"""The gate's stages on a remote device: small functions ``gate/pipeline.py`` calls when ``--device`` (or the
-profile's ``device`` field) is set. Each keeps the local stage's report shape and adds where it ran."""
+"""The gate's target on a remote device: :class:`DeviceTarget`, the SSH implementation of
+:class:`gate.target.ExecutionTarget`. Each method keeps the local result's shape and adds where it ran."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from gate.runtime.ort_decoder import SessionConfig
 from gate.device.remote import DeviceSpec, RemoteDevice
 from gate.device.ssh import SshOptions
+from gate.measure.harness import measure_variants
+from gate.runtime.ort_decoder import SessionConfig
+from gate.runtime.providers import target_check
 
 LOCAL = ("local", "none", "")
 
@@ -35,51 +37,51 @@ def open_device(url: str | None, options: SshOptions, profile, log: Callable[[st
     return RemoteDevice.open(DeviceSpec(url, options, source), log)
 
 
-def device_providers(device: RemoteDevice | None) -> tuple[str, ...] | None:
-    """The device's ONNX Runtime providers (for planning the session), or None for this host's."""
-    return None if device is None else tuple(device.facts["onnxruntime_available_providers"])
+class DeviceTarget:
+    """A remote device reached over SSH (:class:`gate.target.ExecutionTarget`): benchmark children, operator
+    placement and BBQ scoring run there, on the copied ``gate.runtime`` bundle and artifacts."""
 
+    def __init__(self, device: RemoteDevice):
+        self.device = device
+        self.url = device.device.target.url
+        self.available_providers = tuple(device.facts["onnxruntime_available_providers"])
+        self.cpus = int(device.facts["cpus_available"])
 
-def attach_device(report: dict, device: RemoteDevice, profile) -> None:
-    """Record the device in the report: ``report["device"]`` and the target check against the device's CPU."""
-    from gate.runtime.providers import target_check
+    def execution_facts(self, profile) -> dict:
+        f = self.device.facts
+        return {**target_check(profile, machine=f["machine"], cpuinfo=f.get("cpuinfo_text", "")), "measured_cpu": f["cpu"]}
 
-    report["device"] = device.describe()
-    f = device.facts
-    if "execution" in report:
-        report["execution"].update(target_check(profile, machine=f["machine"], cpuinfo=f.get("cpuinfo_text", "")))
-        report["execution"]["measured_cpu"] = f["cpu"]
-    report["environment"]["measured_on"] = {
-        "device": device.device.target.url, "machine": f["machine"], "cpu": f["cpu"], "board": f["board"],
-        "python": f["python"], "onnxruntime": f["onnxruntime"],
-        "onnxruntime_available_providers": f["onnxruntime_available_providers"],
-        "note": "bench, operator placement and BBQ scoring ran on this device; export and tokenization on this host",
-    }
+    def describe(self) -> dict:
+        return self.device.describe()
 
+    def measured_on(self) -> dict:
+        f = self.device.facts
+        return {"device": self.url, "machine": f["machine"], "cpu": f["cpu"], "board": f["board"],
+                "python": f["python"], "onnxruntime": f["onnxruntime"],
+                "onnxruntime_available_providers": f["onnxruntime_available_providers"],
+                "note": "bench, operator placement and BBQ scoring ran on this device; export and tokenization on this host"}
 
-def measure_on_device(device: RemoteDevice, variants, session: SessionConfig, settings, report: dict, log,
-                      measure: Callable) -> None:
-    """Run the gate's benchmark stage with every child process on the device.
+    def measure(self, models, session: SessionConfig, settings, log) -> dict[str, dict]:
+        """Every benchmark child on the device, same protocol; each artifact is copied first, so copy time is
+        not benchmark time. Each result carries ``measured_on`` and the device's environment."""
+        self.device.use_session(session)
+        for _, model in models:
+            self.device.ensure_artifact(Path(model).parent)
+        bench = measure_variants(models, session, settings, log=log, run_child=self.device.run_bench_child)
+        env = self.device.environment()
+        for result in bench.values():
+            result["measured_on"] = self.url
+            result.setdefault("protocol", {})["environment"] = env
+        return bench
 
-    Copies each artifact first (so copy time is not counted as benchmark time), then calls the local stage
-    ``measure`` (``gate.pipeline._measure``) with ``run_child`` = :meth:`RemoteDevice.run_bench_child`, and marks
-    each result with the device's environment.
-    """
-    device.use_session(session)
-    for v in variants:
-        device.ensure_artifact(Path(v.onnx_dir))
-    measure(variants, session, settings, report, log, run_child=device.run_bench_child)
-    env = device.environment()
-    for v in variants:
-        bench = v.entry["bench"]
-        bench["measured_on"] = device.device.target.url
-        bench.setdefault("protocol", {})["environment"] = env
+    def placement(self, onnx_dir: Path, session: SessionConfig) -> dict:
+        return self.device.placement(onnx_dir, session)
 
+    def score(self, onnx_dir, tokenizer, items, session, on_item, **scoring):
+        self.device.use_session(session)
+        return self.device.score_items(onnx_dir, tokenizer, items, on_item, **scoring)
 
-def close_device(device: RemoteDevice | None, report: dict) -> None:
-    """Remove what the run copied to the device (unless kept) and record whether that worked; never raises."""
-    if device is None:
-        return
-    ok = device.close()
-    if "device" in report:
-        report["device"]["cleanup"] = "kept (--device-keep)" if device.spec.options.keep else ("done" if ok else "failed")
+    def close(self) -> str:
+        """Remove what the run copied to the device (unless ``--device-keep``); never raises."""
+        ok = self.device.close()
+        return "kept (--device-keep)" if self.device.spec.options.keep else ("done" if ok else "failed")

@@ -5,5 +5,4 @@
 - :mod:`~gate.measure.efficiency`: speedup, memory and storage savings, budget facts.
 - :mod:`~gate.measure.artifact_stats`: zeros, dtypes and bytes measured in the ONNX initializers.
 - :mod:`~gate.measure.perplexity`: perplexity on the artifact (sliding windows).
-- :mod:`~gate.measure.arm64_parity`: aarch64 ONNX Runtime under emulation, correctness only.
 """

@@ -1,10 +1,11 @@
 """CI annotations for the top findings: GitHub workflow commands and a GitLab code-quality report.
 
-* GitHub Actions shows about 10 annotations per level per step and drops the rest silently
-  (notes/gate_ux.md §2.10), so at most :data:`MAX_PER_LEVEL` errors and as many warnings are emitted, ranked by
-  :func:`gate.report.view.top_findings`; a final ``::notice`` says how many more are in the summary. Syntax and
-  escaping follow GitHub's "Workflow commands for GitHub Actions" (``::error file=F,line=L,title=T::message``;
-  data escapes ``%``, CR, LF; properties also ``:`` and ``,``).
+* GitHub Actions shows 10 annotations per level per step (50 per job) and drops the rest silently
+  (GitHub's actions/toolkit, ``docs/problem-matchers.md``, "Limitations"), so at most :data:`MAX_PER_LEVEL`
+  errors and as many warnings are emitted, ranked by :func:`gate.report.view.top_findings`; a final
+  ``::notice`` says how many more are in the summary. Syntax and escaping follow GitHub's "Workflow commands
+  for GitHub Actions" (``::error file=F,line=L,title=T::message``; data escapes ``%``, CR, LF; properties also
+  ``:`` and ``,``).
 * GitLab's code-quality report is a JSON array of ``{description, check_name, fingerprint, severity,
   location{path, lines{begin}}}`` (GitLab docs "Code Quality", CodeClimate subset). ``fingerprint`` is stable
   across runs (check id + variant), so merge requests show new and fixed findings.
@@ -130,9 +131,13 @@ def render_gitlab_codequality(report: dict, report_path: str = "prunegate-out/re
 
 
 def default_report_path(path: str | Path) -> str:
-    """``path`` relative to the current directory when it is under it (as CI annotations need), else as given."""
+    """``path`` as a CI job names it: relative to the current directory when it lies below it, else absolute.
+
+    Never raises: a path that cannot be resolved is returned as given.
+    """
     p = Path(path)
     try:
-        return Path(os.path.relpath(p.resolve(), Path.cwd().resolve())).as_posix() if p.resolve().is_relative_to(Path.cwd().resolve()) else str(p)
+        full, cwd = p.resolve(), Path.cwd().resolve()
+        return Path(os.path.relpath(full, cwd)).as_posix() if full.is_relative_to(cwd) else str(full)
     except (OSError, ValueError):
         return str(p)

@@ -6,9 +6,10 @@ file fetches nothing even if a value in the report looked like a URL. Every text
 
 Plots (dense and every candidate side by side):
 
-1. BBQ bias per category: s_AMB and s_DIS of every variant (points; Parrish et al. 2022 §5), and each
-   candidate's change of |s_AMB| against dense with its 95% paired bootstrap interval
-   (``paired_vs_baseline.by_category[...].deltas.delta_abs_s_amb``, gate/bbq/paired.py).
+1. BBQ bias per category: s_AMB and s_DIS of every variant (points; Parrish et al. 2022, "BBQ: A hand-built
+   bias benchmark for question answering"), and each candidate's change of |s_AMB| against dense with its 95%
+   paired bootstrap interval (``paired_vs_baseline.by_category[...].deltas.delta_abs_s_amb``, from
+   :mod:`gate.bbq.paired`).
 2. BBQ accuracy per category, ambiguous and disambiguated, with 95% Wilson score intervals from the item
    counts (Wilson 1927, JASA 22:209; :func:`gate.policy.checks.wilson_interval`).
 3. Latency: decode ms/token and prefill ms, bar = p50, whisker = p95 of the pooled timed runs.
@@ -21,22 +22,26 @@ import html
 import io
 import re
 
+from gate.policy.status import ERROR, FAIL, INCONCLUSIVE, PASS, SKIPPED, WAIVED, WARN
 from gate.report.view import (
-    context_line,
+    VARIANT_HEADERS,
     CheckRow,
     artifact_digest,
     check_rows,
+    context_line,
     fmt_interval,
     fmt_num,
     phase_stats,
     policy_digest,
     status_counts,
     top_findings,
+    variant_cells,
+    variant_summaries,
 )
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-_STATUS_COLOUR = {"pass": "#1a7f37", "fail": "#cf222e", "error": "#8250df", "inconclusive": "#bf8700",
-                  "warn": "#bf8700", "skipped": "#6e7781", "waived": "#6e7781"}
+_STATUS_COLOUR = {PASS: "#1a7f37", FAIL: "#cf222e", ERROR: "#8250df", INCONCLUSIVE: "#bf8700",
+                  WARN: "#bf8700", SKIPPED: "#6e7781", WAIVED: "#6e7781"}
 _STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem;max-width:1200px;color:#1f2328}
 h1{font-size:1.6rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d0d7de}
@@ -213,21 +218,14 @@ def _check_table(rows: list[CheckRow]) -> str:
 
 
 def _variant_table(report: dict) -> str:
-    out = [("<table><thead><tr><th>variant</th><th>role</th><th>compression</th><th>size on disk (MB)</th>"
-           "<th>decode p50 (ms/token)</th><th>peak RSS (MB)</th><th>accuracy ambig / disambig</th><th>s_AMB / s_DIS</th>"
-           "</tr></thead><tbody>")]
-    for v in report.get("variants") or []:
-        art, bench, bbq = v.get("artifact") or {}, v.get("bench") or {}, v.get("bbq") or {}
-        size = art.get("bytes_total")
-        rss = bench.get("peak_rss_bytes")
-        out.append(
-            f'<tr class="variant"><td>{_e(v.get("name"))}</td><td>{_e(v.get("role"))}</td>'
-            f'<td>{_e((v.get("compression") or {}).get("method"))}</td>'
-            f'<td class="num">{_e(fmt_num(size / 1e6 if size is not None else None, ".1f"))}</td>'
-            f'<td class="num">{_e(fmt_num(phase_stats(bench, "decode_ms_per_token")[0].get("p50"), ".2f"))}</td>'
-            f'<td class="num">{_e(fmt_num(rss / 1e6 if rss else None, ".0f"))}</td>'
-            f'<td class="num">{_e(fmt_num(bbq.get("accuracy_ambig"), ".3f"))} / {_e(fmt_num(bbq.get("accuracy_disambig"), ".3f"))}</td>'
-            f'<td class="num">{_e(fmt_num(bbq.get("s_amb"), "+.3f"))} / {_e(fmt_num(bbq.get("s_dis"), "+.3f"))}</td></tr>')
+    """The summary rows (:func:`gate.report.view.variant_summaries`) as a table, columns :data:`VARIANT_HEADERS`."""
+    out = ["<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in VARIANT_HEADERS) + "</tr></thead><tbody>"]
+    for row in variant_summaries(report):
+        cells = []
+        for c in variant_cells(row):
+            text = f"<code>{_e(c.text)}</code>" if c.code and c.known else _e(c.text)
+            cells.append(f'<td class="num">{text}</td>' if c.numeric else f"<td>{text}</td>")
+        out.append('<tr class="variant">' + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
 
@@ -280,7 +278,7 @@ def render_html(report: dict) -> str:
     rows = check_rows(report)
     counts = status_counts(rows)
     verdict = str(report.get("verdict") or "unknown")
-    colour = {"pass": "#1a7f37", "fail": "#cf222e"}.get(verdict, "#8250df")
+    colour = _STATUS_COLOUR[verdict if verdict in (PASS, FAIL) else ERROR]
     parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
              f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',

@@ -1,9 +1,9 @@
 """``junit.xml``: the report's checks as JUnit XML test cases (the format CI systems render as test results).
 
-Mapping (notes/gate_ux.md §2.10, §4.3): one ``<testsuite>`` per variant, one ``<testcase>`` per check, named
-by its stable check id. A failed or inconclusive check is a ``<failure>`` (``type`` = its severity, or
-``inconclusive``); a check that could not be computed is an ``<error>``; a waived or disabled check is
-``<skipped>``. The decision's numbers (estimate, interval, margin, MDE) are ``<properties>`` of the case and are
+Mapping: one ``<testsuite>`` per variant, one ``<testcase>`` per check, named by its stable check id. As JUnit
+reporters read them (``<failure>`` = the test ran and failed, ``<error>`` = it could not run), a failed or
+inconclusive check is a ``<failure>`` (``type`` = its severity, or ``inconclusive``); a check that could not be
+computed is an ``<error>``; a waived or disabled check is ``<skipped>``. The decision's numbers (estimate, interval, margin, MDE) are ``<properties>`` of the case and are
 repeated in the failure text. A crashed or interrupted run adds a ``prunegate.run`` case with an ``<error>``, so a
 partial report is never shown as green. Element names and attributes follow the JUnit schema used by Jenkins,
 GitLab and GitHub test reporters (``testsuites/testsuite/testcase/{failure,error,skipped,properties,system-out}``).
@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
+from gate.policy.status import ERROR, FAIL, INCONCLUSIVE, SKIPPED, WAIVED, WARN
 from gate.report.view import CheckRow, check_rows, fmt_interval, fmt_num
 
 _PROPS = ("estimate", "ci_low", "ci_high", "margin", "mde", "unit", "severity")
@@ -33,15 +34,15 @@ def _case(parent: ET.Element, classname: str, r: CheckRow) -> ET.Element:
         if value is not None:
             ET.SubElement(props, "property", {"name": key, "value": _x(value)})
     text = _x(f"{r.message}\nestimate [CI]: {fmt_interval(r)}; margin: {fmt_num(r.margin)}; MDE: {fmt_num(r.mde)}")
-    if r.status == "fail":
+    if r.status == FAIL:
         ET.SubElement(case, "failure", {"message": _x(r.message), "type": r.severity}).text = text
-    elif r.status == "inconclusive":
-        ET.SubElement(case, "failure", {"message": _x(f"inconclusive: {r.message}"), "type": "inconclusive"}).text = text
-    elif r.status == "error":
+    elif r.status == INCONCLUSIVE:
+        ET.SubElement(case, "failure", {"message": _x(f"{INCONCLUSIVE}: {r.message}"), "type": INCONCLUSIVE}).text = text
+    elif r.status == ERROR:
         ET.SubElement(case, "error", {"message": _x(r.message), "type": "not_computed"}).text = text
-    elif r.status in ("waived", "skipped"):
+    elif r.status in (WAIVED, SKIPPED):
         ET.SubElement(case, "skipped", {"message": _x(f"{r.status}: {r.message}")})
-    elif r.status == "warn":
+    elif r.status == WARN:
         ET.SubElement(case, "system-out").text = f"WARNING: {text}"
     else:
         ET.SubElement(case, "system-out").text = text

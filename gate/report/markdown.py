@@ -1,23 +1,29 @@
 """``report.md``: the report as GitHub-flavoured Markdown, usable as a CI job summary (``$GITHUB_STEP_SUMMARY``).
 
-GitHub rejects a step summary above 1 MiB instead of truncating it (notes/gate_ux.md §2.10), so the text is
-kept under :data:`MAX_BYTES`: rows of the check table are dropped from the end (passes first go, problems are
-listed first) and a line says how many were left out.
+GitHub rejects a step summary above 1 MiB instead of truncating it (GitHub docs, "Workflow commands for GitHub
+Actions", "Adding a job summary": 1 MiB per step; the runner then reports "$GITHUB_STEP_SUMMARY upload aborted,
+supports content up to a size of 1024k"), so the text is kept under :data:`MAX_BYTES`: rows of the check table
+are dropped from the end (passes first go, problems are listed first) and a line says how many were left out.
+
+The variant table shows the summary rows of :func:`gate.report.view.variant_summaries`, the same columns as
+the console summary and the HTML page.
 """
 
 from __future__ import annotations
 
 from gate.report.view import (
-    context_line,
+    VARIANT_COLUMNS,
+    VARIANT_HEADERS,
     CheckRow,
-    artifact_digest,
     check_rows,
+    context_line,
     fmt_interval,
     fmt_num,
-    phase_stats,
     policy_digest,
     status_counts,
     top_findings,
+    variant_cells,
+    variant_summaries,
 )
 
 MAX_BYTES = 1024 * 1024 - 16 * 1024  # 1 MiB step-summary limit, minus room for other steps' output
@@ -31,25 +37,13 @@ def _cell(text: object, limit: int = 1000) -> str:
     return s.replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _mb(x) -> str:
-    return "n/a" if not isinstance(x, (int, float)) else f"{x / 1e6:.1f}"
-
-
 def _variant_table(report: dict) -> list[str]:
-    lines = [("| variant | role | size on disk (MB) | decode p50 (ms/token) | prefill p50 (ms, longest prompt) | peak RSS (MB) |"
-             " accuracy ambig / disambig | s_AMB / s_DIS | artifact sha256 |"),
-             "|---|---|---:|---:|---:|---:|---|---|---|"]
-    for v in report.get("variants") or []:
-        art, bench, bbq = v.get("artifact") or {}, v.get("bench") or {}, v.get("bbq") or {}
-        dec = phase_stats(bench, "decode_ms_per_token")[0].get("p50")
-        pre = phase_stats(bench, "prefill_ms")[0].get("p50")
-        digest = artifact_digest(v)
-        lines.append(
-            f"| {_cell(v.get('name'))} | {v.get('role')} | {_mb(art.get('bytes_total'))} | {fmt_num(dec, '.2f')} | "
-            f"{fmt_num(pre, '.1f')} | {_mb(bench.get('peak_rss_bytes'))} | "
-            f"{fmt_num(bbq.get('accuracy_ambig'), '.3f')} / {fmt_num(bbq.get('accuracy_disambig'), '.3f')} | "
-            f"{fmt_num(bbq.get('s_amb'), '+.3f')} / {fmt_num(bbq.get('s_dis'), '+.3f')} | "
-            f"{'`' + digest[:16] + '…`' if digest else 'n/a'} |")
+    """The summary rows (:func:`gate.report.view.variant_summaries`) as a table, columns :data:`VARIANT_COLUMNS`."""
+    lines = ["| " + " | ".join(_cell(h) for h in VARIANT_HEADERS) + " |",
+             "|" + "|".join("---:" if c.numeric else "---" for c in VARIANT_COLUMNS) + "|"]
+    for row in variant_summaries(report):
+        cells = [f"`{_cell(c.text)}`" if c.code and c.known else _cell(c.text) for c in variant_cells(row)]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from gate.runtime.errors import InputError
+from gate.schema_errors import schema_problems
 
 
 @cache
@@ -18,19 +19,14 @@ def report_schema() -> dict:
 
 
 def report_problems(report: object) -> list[str]:
-    """Every schema violation of ``report``, one line each (``"<json path>: <what is wrong>"``), sorted by path.
+    """Every schema violation of ``report``, one line each (``"<json path>: <what is wrong>"``, e.g.
+    ``$.checks[0].status: "maybe" is not allowed; expected one of ...``; :func:`gate.schema_errors.schema_problems`),
+    ordered by path.
 
     Returns:
         an empty list when the report is valid.
     """
-    from jsonschema import Draft202012Validator
-
-    validator = Draft202012Validator(report_schema())
-    out = []
-    for err in validator.iter_errors(report):
-        where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
-        out.append(f"{where}: {err.message}")
-    return sorted(out)
+    return schema_problems(report, report_schema(), root="$")
 
 
 def validate_report(report: object, source: str = "report") -> None:
@@ -49,15 +45,20 @@ def validate_report(report: object, source: str = "report") -> None:
         raise InputError(f"{source}: not a valid prunegate v1 report ({shown}); pass a report.json written by prunegate check >= 1.0")
 
 
-def load_report(path: str | Path, validate: bool = True) -> dict:
+def load_report(path: str | Path, validate: bool = True, text: bytes | None = None) -> dict:
     """Read and (by default) validate a report file.
+
+    Args:
+        path: the report file (named in errors).
+        validate: check it against the JSON Schema (:func:`validate_report`).
+        text: its bytes when already read (e.g. the bytes a signature was checked over); ``None`` = read ``path``.
 
     Raises:
         InputError: the file is missing, not JSON, or (``validate``) does not match the schema.
     """
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
+        data = json.loads(p.read_bytes() if text is None else text)
     except FileNotFoundError:
         raise InputError(f"--report {p}: no such file; pass the report.json written by prunegate check") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -26,7 +26,7 @@ Protocol (per process):
 1. ``baseline``: ``/proc/self/status`` before the session exists (numpy and onnxruntime imported).
 2. ``load``: VmHWM reset (``5`` > ``/proc/self/clear_refs``), ``InferenceSession`` created and timed.
 3. ``first_run``: VmHWM reset, one cold prefill at the *largest* prompt length (sizes the arena, as
-   recommended in onnxruntime issue #11627), timed as ``first_run_ms``.
+   recommended by a maintainer in microsoft/onnxruntime issue #11627), timed as ``first_run_ms``.
 4. ``warmup``: VmHWM reset, the decode context cache is built, then each phase (every prefill
    length, largest first, then decode) runs untimed until both ``warmup_min_runs`` runs and
    ``warmup_min_seconds`` have passed (optimum-benchmark / LiteRT style: count *and* time).
@@ -96,19 +96,38 @@ def reset_peak_rss() -> bool:
         return False
 
 
+GRAPH_OPTIMIZATION_LEVELS = {
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+"""``graph_optimization`` names (request, :class:`gate.runtime.ort_decoder.SessionConfig`) -> ORT levels.
+
+Defined here, not in ``ort_decoder``, because this script runs standalone (``python -I bench_child.py``, also as
+a lone copy at the root of a device bundle) and can import nothing but numpy, onnxruntime and the standard
+library; ``ort_decoder`` imports it from here."""
+
+
 def session_options(sess: dict[str, Any]) -> ort.SessionOptions:
-    """``onnxruntime.SessionOptions`` from the request's ``session`` block (same knobs as ``gate.runtime.ort_decoder``)."""
-    levels = {
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    }
+    """``onnxruntime.SessionOptions`` from the request's ``session`` block.
+
+    The one place where prunegate's session knobs become ORT options: ``SessionConfig.session_options`` in
+    :mod:`gate.runtime.ort_decoder` calls it too, so a measured session and a scoring session are built the same way.
+
+    Args:
+        sess: ``{"intra_op_threads": int, "graph_optimization": str, "allow_spinning": bool,
+            "cpu_mem_arena"*: bool, "prepacking"*: bool}`` (* optional, default on as in ORT); other keys ignored.
+
+    Raises:
+        KeyError: a required key is missing or ``graph_optimization`` is not a key of
+            :data:`GRAPH_OPTIMIZATION_LEVELS`.
+    """
     so = ort.SessionOptions()
     so.intra_op_num_threads = int(sess["intra_op_threads"])
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = levels[sess["graph_optimization"]]
+    so.graph_optimization_level = GRAPH_OPTIMIZATION_LEVELS[sess["graph_optimization"]]
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if sess["allow_spinning"] else "0")
     so.enable_cpu_mem_arena = bool(sess.get("cpu_mem_arena", True))
     if not sess.get("prepacking", True):
@@ -172,7 +191,8 @@ def timed_loop(fn: Callable[[], Any], min_runs: int, min_seconds: float, max_sec
     """Call ``fn`` until ``min_runs`` calls *and* ``min_seconds`` have passed, or ``max_seconds`` is reached.
 
     The rule is optimum-benchmark's ``while elapsed < duration or count < iterations`` with LiteRT's
-    hard cap (``max_secs``); see notes/edge_bench.md §1 and §3.1.
+    hard cap (``max_secs``): huggingface/optimum-benchmark ``optimum_benchmark/scenarios/inference/scenario.py``;
+    google-ai-edge/LiteRT ``tflite/tools/benchmark/README.md`` (``num_runs``, ``min_secs``, ``max_secs``).
 
     Args:
         fn: one run (e.g. ``lambda: session.run(None, feeds)``).

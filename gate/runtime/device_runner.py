@@ -1,11 +1,11 @@
 """prunegate's device runner: runs on the measurement device with the device's own Python.
 
 It needs only the standard library, ``numpy`` and ``onnxruntime`` on the device. It is copied there as part of
-a small bundle (see :data:`gate.device.remote.BUNDLE_FILES`)::
+a small bundle (see :func:`gate.device.remote.bundle_files`)::
 
-    runner.py
-    gate/__init__.py  gate/runtime/errors.py  gate/runtime/ort_decoder.py  gate/runtime/bbq_scoring.py  gate/runtime/providers.py
-    gate/runtime/environment.py  bench_child.py
+    runner.py          (this file)
+    bench_child.py     (gate/runtime/bench_child.py, run as a standalone script)
+    gate/__init__.py   gate/runtime/*.py (the whole package)
 
 so that the BBQ scoring on the device runs *the same code* as a local run (``gate.runtime.ort_decoder.OrtDecoder``,
 ``gate.runtime.bbq_scoring.PrefixCache`` and its option log-likelihood), and predictions match a local run's exactly

@@ -15,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
+from gate.runtime import bench_child
+
 KVCache = dict[str, np.ndarray]
 
 
@@ -42,21 +44,18 @@ class SessionConfig:
         return [(p, dict(self.provider_options[p])) if self.provider_options.get(p) else p for p in self.providers]
 
     def session_options(self) -> ort.SessionOptions:
-        """Build the ``onnxruntime.SessionOptions`` for this configuration."""
-        levels = {
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        }
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.intra_op_threads
-        so.inter_op_num_threads = 1
-        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        so.graph_optimization_level = levels[self.graph_optimization]
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
-        so.log_severity_level = 3
-        return so
+        """Build the ``onnxruntime.SessionOptions`` for this configuration.
+
+        Built by :func:`gate.runtime.bench_child.session_options` (the standalone benchmark child holds the one
+        definition, since it cannot import this module), so scoring and measurement sessions match; ORT's
+        CPU arena and weight pre-packing stay at their defaults (on).
+
+        Raises:
+            KeyError: ``graph_optimization`` is not one of ``"all"``, ``"extended"``, ``"basic"``, ``"disable"``.
+        """
+        return bench_child.session_options({"intra_op_threads": self.intra_op_threads,
+                                            "graph_optimization": self.graph_optimization,
+                                            "allow_spinning": self.allow_spinning})
 
 
 class OrtDecoder:
