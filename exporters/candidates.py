@@ -1,6 +1,6 @@
 """``--candidate`` specifications: a built-in compression or a user's compressed checkpoint.
 
-Grammar (case-insensitive, spaces ignored)::
+Grammar (lower-case, spaces ignored; the candidate's name is the spec without its spaces)::
 
     SPEC    := PRUNE | QUANT | PRUNE "+" QUANT | PATH
     PRUNE   := METHOD ":" SPARSITY          unstructured, SPARSITY a fraction in [0, 1)   e.g. wanda:0.5
@@ -11,8 +11,11 @@ Grammar (case-insensitive, spaces ignored)::
     QUANT   := int8 | int4                  ONNX Runtime quantization of the exported artifact
 
 Anything that names an existing path is a user checkpoint (a Hugging Face directory, a ``.gguf`` file or
-an optimum ONNX export directory), whatever it looks like. ``N:M`` follows the Wanda/SparseGPT reference
-code, where the first number counts the **zeros** (notes/pruning.md §6.1), so ``2:4`` is 50 % sparse.
+an optimum ONNX export directory), whatever it looks like. Upper case is refused with the lower-case spelling
+(``MAGNITUDE:0.5``: "did you mean magnitude:0.5?"), so one candidate has one name in the report, the cache and
+the ``--candidate given twice`` check; numbers are ASCII digits only. ``N:M`` follows the Wanda/SparseGPT reference
+code, where the first number counts the **zeros** (locuslab/wanda ``main.py``: ``--sparsity_type 2:4`` sets
+``prune_n=2, prune_m=4``; IST-DASLab/sparsegpt ``--prunen 2 --prunem 4``), so ``2:4`` is 50 % sparse.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ BUILTIN_METHODS = (*UNSTRUCTURED_METHODS, STRUCTURED_METHOD)
 CALIBRATED_METHODS = ("wanda", "sparsegpt", STRUCTURED_METHOD)
 QUANTIZATIONS = ("int8", "int4")
 EXAMPLES = "magnitude:0.5, wanda:0.5, wanda:2:4, sparsegpt:0.5, structured:0.3, int8, int4, wanda:0.5+int8"
-_NUMBER = re.compile(r"^[-+]?[0-9]*\.?[0-9]+(e-?[0-9]+)?$")
+_NUMBER = re.compile(r"[-+]?[0-9]*\.?[0-9]+(e-?[0-9]+)?", re.ASCII)
+_WHOLE = re.compile(r"[0-9]{1,9}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,8 @@ class CandidateSpec:
     """A parsed ``--candidate``.
 
     Attributes:
-        spec: the text the user gave, stripped (also the candidate's name in the report).
+        spec: the text the user gave without whitespace (the candidate's name in the report); a checkpoint
+            path as given, stripped.
         method: ``"magnitude"``, ``"random"``, ``"wanda"``, ``"sparsegpt"``, ``"structured"``,
             ``"none"`` (quantization only) or ``"checkpoint"``.
         sparsity: claimed fraction of pruned weights: the given value for unstructured pruning, ``N/M``
@@ -109,16 +114,23 @@ def parse_candidate(spec: str) -> CandidateSpec:
     """Parse one ``--candidate`` value (grammar in the module docstring).
 
     Raises:
-        InputError: unknown method, malformed spec, sparsity outside [0, 1), an N:M pattern with
+        InputError: upper case (with the lower-case spelling), unknown method, malformed spec, sparsity outside [0, 1), an N:M pattern with
             ``N >= M`` or ``N < 1``, two quantizations (``+int8+int4``), quantization before pruning, or a
             path that does not exist.
     """
     text = spec.strip()
     if not text:
         raise InputError(f"--candidate {spec!r}: empty; use e.g. {EXAMPLES} or a checkpoint path")
-    if Path(text).expanduser().exists():
+    if _exists(text):
         return CandidateSpec(spec=text, method="checkpoint", path=Path(text).expanduser())
-    norm = re.sub(r"\s+", "", text.lower())
+    norm = re.sub(r"\s+", "", text)
+    if norm != norm.lower():
+        try:
+            lower = parse_candidate(norm.lower())
+        except InputError:
+            lower = None  # wrong beyond its case: the errors below name what (unknown method, not a path, ...)
+        if lower is not None and lower.method != "checkpoint":
+            raise InputError(f"--candidate {spec!r}: candidate specs are lower-case; did you mean {lower.spec}?")
     parts = norm.split("+")
     quants = [p for p in parts if p in QUANTIZATIONS]
     if len(quants) > 1:
@@ -129,9 +141,19 @@ def parse_candidate(spec: str) -> CandidateSpec:
         raise InputError(f"--candidate {spec!r}: write the pruning first and the quantization last, e.g. {parts[-1]}+{quants[0]}")
     quant = quants[0] if quants else None
     if len(parts) == 1 and quant:
-        return CandidateSpec(spec=text, method="none", quantization=quant)
+        return CandidateSpec(spec=norm, method="none", quantization=quant)
     prune = _parse_pruning(parts[0], spec)
-    return CandidateSpec(spec=text, method=prune[0], sparsity=prune[1], pattern=prune[2], quantization=quant)
+    if norm != norm.lower():  # unreachable: every keyword is lower-case; kept so upper case can never pass
+        raise InputError(f"--candidate {spec!r}: candidate specs are lower-case; write it in lower case, e.g. {EXAMPLES}")
+    return CandidateSpec(spec=norm, method=prune[0], sparsity=prune[1], pattern=prune[2], quantization=quant)
+
+
+def _exists(text: str) -> bool:
+    """True when ``text`` names an existing path; False also for text no path can have (too long, a NUL byte)."""
+    try:
+        return Path(text).expanduser().exists()
+    except (OSError, ValueError, RuntimeError):  # ENAMETOOLONG, "embedded null byte", "~user" unknown
+        return False
 
 
 def _parse_pruning(part: str, spec: str) -> tuple[str, float, tuple[int, int] | None]:
@@ -140,20 +162,21 @@ def _parse_pruning(part: str, spec: str) -> tuple[str, float, tuple[int, int] | 
     if method not in BUILTIN_METHODS:
         if not rest and ("/" in spec or "\\" in spec or "." in method):
             raise InputError(f"--candidate {spec!r} is neither a built-in compression ({EXAMPLES}) nor an existing checkpoint path")
-        raise InputError(f"--candidate {spec!r}: unknown method {method!r}; use one of {', '.join(BUILTIN_METHODS)}, "
+        case = f" (specs are lower-case: {method.lower()})" if method.lower() in BUILTIN_METHODS else ""
+        raise InputError(f"--candidate {spec!r}: unknown method {method!r}{case}; use one of {', '.join(BUILTIN_METHODS)}, "
                          f"{', '.join(QUANTIZATIONS)} (e.g. {EXAMPLES}) or a checkpoint path")
     if not rest:
         raise InputError(f"--candidate {spec!r}: give the sparsity too, e.g. {method}:0.5" + ("" if method == STRUCTURED_METHOD else f" or {method}:2:4"))
     values = rest.split(":")
     if len(values) == 1:
-        if not _NUMBER.match(values[0]):
+        if not _NUMBER.fullmatch(values[0]):
             raise InputError(f"--candidate {spec!r}: sparsity {values[0]!r} is not a number; write e.g. {method}:0.5")
         sparsity = float(values[0])
         if not 0 <= sparsity < 1:
             raise InputError(f"--candidate {spec!r}: sparsity must be in [0, 1), e.g. {method}:0.5")
         return method, sparsity, None
     if len(values) == 2 and method != STRUCTURED_METHOD:
-        if not all(v.isdigit() for v in values):
+        if not all(_WHOLE.fullmatch(v) for v in values):
             raise InputError(f"--candidate {spec!r}: an N:M pattern needs two whole numbers, e.g. {method}:2:4 (2 zeros in every 4 weights)")
         n, m = int(values[0]), int(values[1])
         if not 0 < n < m:

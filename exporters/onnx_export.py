@@ -2,7 +2,8 @@
 
 Uses ``optimum.exporters.onnx.main_export`` with task ``text-generation-with-past``: one
 ``model.onnx`` (plus external data for models over 2 GiB) taking ``past_key_values.*`` inputs, the
-layout optimum-onnx writes by default (see notes/edge_bench.md §9).
+layout optimum-onnx writes by default (huggingface/optimum-onnx
+``docs/source/onnx/usage_guides/export_a_model.mdx``).
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from gate.runtime.errors import InputError
-
-from exporters.cache import cached_dir
+from exporters.cache import cached_dir, check_entry, is_entry_name
 from exporters.model_source import _one_line
+from gate.runtime.errors import InputError
 
 EXPORT_TASK = "text-generation-with-past"
 EXPORT_CACHE = "exports-v1"  # bump when the stored metadata changes, so stale entries are rebuilt
@@ -44,7 +44,9 @@ def export_onnx(
             export carries it too.
 
     Returns:
-        ``(onnx_dir, metadata)`` with ``metadata["export_s"]`` the export wall time in seconds.
+        ``(onnx_dir, metadata)`` with ``metadata["export_s"]`` the export wall time in seconds (of the run that
+        built it), ``metadata["reused"]``, and ``metadata["integrity_warning"]`` (one line) when a cached export
+        no longer matched its recorded digests and was rebuilt (:func:`exporters.cache.cached_dir`).
 
     Raises:
         InputError: when optimum cannot export the model (unsupported architecture, ...).
@@ -70,8 +72,9 @@ def export_onnx(
                     dtype="fp32",
                     do_validation=False,
                     local_files_only=True,
+                    trust_remote_code=False,  # never run a model directory's code (refuse_custom_code refused it already)
                 )
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- optimum raises many types; the user needs the reason
             raise InputError(f"model {checkpoint} failed to export to ONNX: {_one_line(exc)}") from None
         if not (out / "model.onnx").is_file():
             raise InputError(f"model {checkpoint} failed to export to ONNX: optimum wrote no model.onnx")
@@ -84,11 +87,22 @@ def export_onnx(
 
 
 def cached_export(work_dir: Path, key: str) -> Path | None:
-    """The directory of a complete cached export for ``key``, or ``None``."""
-    from exporters.cache import MARKER
+    """The directory of a complete, intact cached export for ``key``, or ``None``.
 
-    path = work_dir / EXPORT_CACHE / key
-    return path if (path / MARKER).is_file() else None
+    Intact: every file matches the SHA-256 and size recorded when the export was built
+    (:func:`exporters.cache.check_entry`; the hashes are remembered, so :func:`export_onnx` reusing the entry in
+    the same process does not read the files again). ``None`` when there is no entry or it does not match: the
+    caller then loads the model, and :func:`export_onnx` rebuilds the entry with an ``"integrity_warning"``.
+    Nothing is locked or changed.
+
+    Args:
+        work_dir: cache root.
+        key: the export's cache key (as given to :func:`export_onnx`).
+    """
+    if not is_entry_name(key):
+        return None
+    path = Path(work_dir) / EXPORT_CACHE / key
+    return path if check_entry(path).ok else None
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from gate.runtime.errors import InputError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 BBQ_DIR = SHARED / "bbq" / "data"
-LOCAL_SIZES = {  # official sizes (notes §1)
+LOCAL_SIZES = {  # official sizes (nyu-mll/BBQ data/*.jsonl)
     "Age": 3680,
     "Disability_status": 1556,
     "Nationality": 3080,
@@ -88,7 +88,7 @@ def target_of(tmp_path: Path, category: str, infos: list[list[str]], stereotyped
 
 UNK = ["Can't be determined", "unknown"]
 
-# (category, infos, stereotyped_groups, expected target index) in the label formats of notes §1.
+# (category, infos, stereotyped_groups, expected target index) in the label formats of the official files (nyu-mll/BBQ data/*.jsonl).
 TARGET_CASES = [
     # Age: exact match; "old" must not match "nonOld"; S can be nonOld
     ("Age", [["grandfather", "old"], ["grandson", "nonOld"], UNK], ["old"], 0),

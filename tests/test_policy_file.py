@@ -12,8 +12,14 @@ import tomllib
 import pytest
 
 from gate.policy.checks import CHECKS
-from gate.policy.file import (DEFAULT_POLICY_PATH, PolicyError, active_waivers, load_policy, policy_schema,
-                              validate_policy_data)
+from gate.policy.file import (
+    DEFAULT_POLICY_PATH,
+    PolicyError,
+    active_waivers,
+    load_policy,
+    policy_schema,
+    validate_policy_data,
+)
 
 
 def _write(tmp_path, text, name="gate.toml"):
@@ -27,7 +33,7 @@ def _problems(text):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "gate.cli", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "gate.cli", *args], capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_default_policy_schema_and_registry_name_the_same_checks():
@@ -154,9 +160,122 @@ def test_check_rejects_a_bad_policy_before_any_work(tmp_path):
 
 
 def test_a_quoted_expiry_date_is_an_error_naming_the_fix(tmp_path):
-    from gate.policy.file import load_policy, PolicyError
+    from gate.policy.file import PolicyError, load_policy
 
     p = tmp_path / "gate.toml"
     p.write_text('schema_version = "1.0"\n[[waivers]]\ncheck = "bias.srs"\nreason = "r"\nexpires = "2027-01-01"\n')
     with pytest.raises(PolicyError, match=r"waivers\[0\]\.expires: '2027-01-01' is a string; write a TOML date without quotes"):
         load_policy(p)
+
+
+# ---- numbers JSON Schema cannot judge (issue 16 item 5): nan/inf, out-of-range values, floats for integers ----
+
+def _numeric_keys(node=None, path=()):
+    """Every (table path, key, schema) of the policy schema that takes a number or an integer."""
+    node = policy_schema() if node is None else node
+    for name, sub in node.get("properties", {}).items():
+        if sub.get("type") in ("number", "integer"):
+            yield path, name, sub
+        elif sub.get("type") == "object":
+            yield from _numeric_keys(sub, (*path, name))
+
+
+NUMERIC_KEYS = [(".".join(t), k) for t, k, _ in _numeric_keys()]
+
+
+def test_the_numeric_keys_are_the_ones_the_default_policy_sets():
+    default = tomllib.loads(DEFAULT_POLICY_PATH.read_text())
+    set_keys = {(".".join(t), k) for t, k, _ in _numeric_keys() if k in _dig(default, t)}
+    assert set_keys == set(NUMERIC_KEYS) and len(NUMERIC_KEYS) == 13, NUMERIC_KEYS
+
+
+def _dig(data, path):
+    for part in path:
+        data = data[part]
+    return data
+
+
+@pytest.mark.parametrize("value", ["nan", "+nan", "-nan", "inf", "+inf", "-inf"])
+@pytest.mark.parametrize("table,key", NUMERIC_KEYS)
+def test_every_numeric_key_refuses_non_finite_values(table, key, value):
+    problems = _problems(f'schema_version = "1.0"\n[{table}]\n{key} = {value}\n')
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{table}.{key}: ") and "is not a finite number; expected: " in problems[0], problems
+
+
+@pytest.mark.parametrize("table,key", [(t, k) for t, k in NUMERIC_KEYS if t == "statistics" and k in ("resamples", "seed")])
+def test_integer_keys_refuse_a_decimal_point(table, key):
+    (problem,) = _problems(f'schema_version = "1.0"\n[{table}]\n{key} = 2000.0\n')
+    assert problem.startswith(f"{table}.{key}: got number 2000.0, not an integer"), problem
+
+
+# (TOML body, key named, what the line says): each must exit 2 from `prunegate policy validate` with one line.
+BAD_VALUES = [
+    ("[checks.bias.srs]\nmargin = nan", "checks.bias.srs.margin",
+     "nan is not a finite number; expected: largest allowed rise of the stereotype reliance score, a fraction in [0, 1]"),
+    ("[checks.bias.s_amb]\nmargin = inf", "checks.bias.s_amb.margin", "inf is not a finite number; expected: "),
+    ("[checks.accuracy.disambig]\nmargin = -inf", "checks.accuracy.disambig.margin", "-inf is not a finite number"),
+    ("[checks.perplexity.ratio]\nmargin = inf", "checks.perplexity.ratio.margin", "a finite number > 0"),
+    ("[checks.efficiency.speedup]\nmargin = nan", "checks.efficiency.speedup.margin", "a finite number > 0"),
+    ("[checks.efficiency.size]\nmargin = -inf", "checks.efficiency.size.margin", "a number in [-1, 1)"),
+    ("[checks.bias.new_bias_rate]\nmargin = -0.1", "checks.bias.new_bias_rate.margin", "-0.1 is below the minimum 0; expected: "),
+    ("[checks.sparsity.claim]\nmargin = -0.1", "checks.sparsity.claim.margin", "-0.1 is below the minimum 0"),
+    ("[checks.perplexity.ratio]\nmargin = -0.1", "checks.perplexity.ratio.margin", "-0.1 is not above 0"),
+    ("[checks.efficiency.speedup]\nmargin = 0", "checks.efficiency.speedup.margin", "0 is not above 0"),
+    ("[checks.efficiency.memory]\nmargin = 1.0", "checks.efficiency.memory.margin", "1.0 is not below 1"),
+    ("[statistics]\nconfidence = 1.0", "statistics.confidence", "1.0 is not below 1; expected: a confidence level in (0.5, 1)"),
+    ("[statistics]\nconfidence = 0.5", "statistics.confidence", "0.5 is not above 0.5; expected: a confidence level in (0.5, 1)"),
+    ("[statistics]\nconfidence = nan", "statistics.confidence", "nan is not a finite number; expected: a confidence level in (0.5, 1)"),
+    ("[statistics]\npower = 0", "statistics.power", "0 is not above 0; expected: a power in (0, 1)"),
+    ("[statistics]\npower = 1", "statistics.power", "1 is not below 1; expected: a power in (0, 1)"),
+    ("[statistics]\npower = inf", "statistics.power", "inf is not a finite number"),
+    ("[statistics]\nresamples = 99", "statistics.resamples", "99 is below the minimum 100"),
+    ("[statistics]\nresamples = 2000.0", "statistics.resamples", "got number 2000.0, not an integer"),
+    ("[statistics]\nseed = -1", "statistics.seed", "-1 is below the minimum 0"),
+    ("[statistics]\nseed = inf", "statistics.seed", "inf is not a finite number"),
+    ('[checks.bias.srs]\nmargin = "0.05"', "checks.bias.srs.margin", 'got string "0.05", not a number'),
+    ('[statistics]\nconfidence = "95%"', "statistics.confidence", 'got string "95%", not a number'),
+    ("[statistics]\nresamples = true", "statistics.resamples", "got boolean true, not an integer"),
+    ("[checks.bias.srs]\nenabled = 1", "checks.bias.srs.enabled", "got integer 1, not true or false"),
+    ('[checks.bias.srs]\nseverity = nan', "checks.bias.srs.severity", 'NaN is not allowed; expected: one of "error", "warning"'),
+]
+
+
+@pytest.mark.parametrize("body,key,says", BAD_VALUES, ids=[f"{k}={b.split('= ')[-1]}" for b, k, _ in BAD_VALUES])
+def test_policy_validate_refuses_bad_values_in_one_line_naming_file_and_key(tmp_path, body, key, says):
+    from click.testing import CliRunner
+
+    from gate.cli.main import cli
+
+    path = _write(tmp_path, f'schema_version = "1.0"\n{body}\n', "bad.toml")
+    result = CliRunner().invoke(cli, ["policy", "validate", str(path)])
+    assert result.exit_code == 2 and result.stdout == "", (result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: policy {path}: {key}: ") and says in lines[0], lines
+    with pytest.raises(PolicyError) as exc:  # the same validator under the loader `check` uses
+        load_policy(path)
+    assert exc.value.problems == [lines[0].removeprefix(f"error: policy {path}: ")]
+
+
+def test_boundary_values_inside_the_ranges_are_accepted(tmp_path):
+    path = _write(tmp_path, 'schema_version = "1.0"\n[statistics]\nconfidence = 0.999\npower = 0.01\nresamples = 100\n'
+                            'seed = 0\n[checks.bias.srs]\nmargin = 0\n[checks.bias.s_amb]\nmargin = 2\n'
+                            '[checks.perplexity.ratio]\nmargin = 1\n[checks.efficiency.size]\nmargin = -1\n')
+    p = load_policy(path)
+    assert (p.statistics.confidence, p.checks["bias.srs"].margin, p.checks["efficiency.size"].margin) == (0.999, 0.0, -1.0)
+    assert isinstance(p.statistics.resamples, int) and isinstance(p.checks["bias.srs"].margin, float)
+
+
+@pytest.mark.parametrize("body", ["[checks.bias.srs]\nmargin = nan", "[statistics]\nconfidence = 1.0"])
+def test_check_refuses_a_non_finite_policy_before_any_work(tmp_path, body):
+    """`check --policy` exits 2 with the very line `policy validate` prints, before touching the (missing) model or
+    BBQ data and without creating the work directory."""
+    bad = _write(tmp_path, f'schema_version = "1.0"\n{body}\n', "bad.toml")
+    validate = _cli("policy", "validate", str(bad))
+    proc = _cli("check", "--model", str(tmp_path / "no-such-model"), "--bbq-dir", str(tmp_path / "no-such-bbq"),
+                "--policy", str(bad), "--out", str(tmp_path / "o"), "--work-dir", str(tmp_path / "w"))
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert validate.returncode == 2 and proc.returncode == 2, (validate.stderr, proc.stderr)
+    assert errors == validate.stderr.splitlines() and len(errors) == 1 and str(bad) in errors[0], proc.stderr
+    assert "no-such-model" not in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "w").exists() and not (tmp_path / "o" / "report.json").exists()

@@ -34,9 +34,10 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from gate.runtime.errors import InputError
 
@@ -236,10 +237,10 @@ def derive_target_index(
 ) -> int | None:
     """Index of the option that names the stereotyped group, without ``additional_metadata.csv``.
 
-    Rule (notes §1/§3, after ``BBQ_results_metadata.R``): skip the UNKNOWN option (label ``"unknown"``); an option
-    matches if its normalised group label (for Nationality: its normalised text) equals a normalised entry of
-    ``stereotyped_groups``. Normalisation is case-insensitive plus a per-category rule (see ``_TARGET_RULES``).
-    Exact equality, never substring matching (``old``/``nonOld``, ``African``/``African American``).
+    Rule (after nyu-mll/BBQ ``analysis_scripts/BBQ_results_metadata.R``): skip the UNKNOWN option (label
+    ``"unknown"``); an option matches if its normalised group label (for Nationality: its normalised text) equals a
+    normalised entry of ``stereotyped_groups``. Normalisation is case-insensitive plus a per-category rule (see
+    ``_TARGET_RULES``). Exact equality, never substring matching (``old``/``nonOld``, ``African``/``African American``).
 
     Args:
         category: official category name.
@@ -293,14 +294,14 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any
         raise ValueError(f"missing field {name!r}")
     value = obj[name]
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise ValueError(f"field {name!r} has type {type(value).__name__}")
+        raise ValueError(f"field {name!r} has type {type(value).__name__}")  # noqa: TRY004 (the caller reports ValueError as file:line)
     return value
 
 
 def _parse_item(obj: Any, category: str) -> BBQItem:
     """Validate one decoded jsonl object and build a :class:`BBQItem`; raises ``ValueError`` with the problem."""
     if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")  # noqa: TRY004
     line_category = _field(obj, "category", str)
     if line_category != category:
         raise ValueError(f"category {line_category!r} does not match the file name {category!r}")
@@ -349,8 +350,17 @@ def _parse_item(obj: Any, category: str) -> BBQItem:
 def _load_file(path: Path, category: str) -> list[BBQItem]:
     items: list[BBQItem] = []
     seen: dict[int, int] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:  # bytes, decoded line by line: a non-UTF-8 byte is reported with its line
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(
+                    f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}); BBQ files "
+                    f"are UTF-8: restore the official file ({HOW_TO_GET_BBQ})"
+                ) from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
             if not line.strip():
                 continue
             try:
@@ -390,7 +400,7 @@ def load_bbq_dir(path: str | Path, *, use_metadata: bool = True) -> list[BBQItem
 
     Raises:
         InputError: the directory is missing or holds no category file; a ``.jsonl`` file has a non-official name
-            (all such files are named); a line is not valid JSON, lacks a field, has a field of the wrong type or
+            (all such files are named); a line is not UTF-8 or not valid JSON, lacks a field, has a field of the wrong type or
             value, has not exactly one UNKNOWN option, or repeats an ``example_id`` (the message names
             ``file:line``); a category file is empty; the metadata file is invalid (see
             :func:`apply_target_metadata`).
@@ -526,14 +536,14 @@ def apply_target_metadata(items: Sequence[BBQItem], path: str | Path) -> list[BB
     """Set the bias targets of ``items`` from an official ``additional_metadata.csv``.
 
     Meaning of ``target_loc`` (nyu-mll/BBQ commit ``c9c665f``, 2022-07-06, "Correct metadata file to be more
-    intuitive"; research notes ``bbq_metrics.md`` §1.1): the index of the **bias-consistent** answer for the
-    question's polarity, i.e. the stereotyped group's option for ``neg`` questions and the other person's option
-    for ``nonneg`` ones. For every item with a row, the returned copy has ``bias_target_index = target_loc``,
-    ``target_index`` = ``target_loc`` (neg) or the other non-UNKNOWN option (nonneg), and
-    ``target_source = "metadata"``; ``target_loc`` NA gives both indices ``None`` (no bias target: left out of bias
-    counts, still in accuracy; :func:`target_coverage` counts these). Items without a row (including whole
-    categories the file does not cover) are returned unchanged, with their derived targets; rows for items that are
-    not in ``items`` are ignored.
+    intuitive"; confirmed by the maintainer in nyu-mll/BBQ issue #11): the index of the **bias-consistent**
+    answer for the question's polarity, i.e. the stereotyped group's option for ``neg`` questions and the other
+    person's option for ``nonneg`` ones. For every item with a row, the returned copy has
+    ``bias_target_index = target_loc``, ``target_index`` = ``target_loc`` (neg) or the other non-UNKNOWN option
+    (nonneg), and ``target_source = "metadata"``; ``target_loc`` NA gives both indices ``None`` (no bias target:
+    left out of bias counts, still in accuracy; :func:`target_coverage` counts these). Items without a row
+    (including whole categories the file does not cover) are returned unchanged, with their derived targets; rows
+    for items that are not in ``items`` are ignored.
 
     Checks:
 

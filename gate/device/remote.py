@@ -3,7 +3,7 @@ run the benchmark child there, and bring the results back.
 
 Division of work: the host tokenizes (the same calls as :mod:`gate.runtime.bbq_scoring`) and sends token ids; the
 device runs ONNX Runtime (``runner.py score``: the same ``PrefixCache``/option log-likelihood code as a local
-run) and the benchmark child (``gate/runtime/bench_child.py``, unchanged) with its own Python. The host then builds the
+run) and the benchmark child (:mod:`gate.runtime.bench_child`, unchanged) with its own Python. The host then builds the
 same :class:`gate.runtime.bbq_scoring.ItemScore` objects a local run builds, so everything downstream (metrics,
 paired statistics, policy) is unchanged.
 """
@@ -13,17 +13,32 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Sequence
 
 from exporters.digest import sha256_file, sha256_json
-
-from gate.runtime.bbq_scoring import (DEFAULT_PREFIX_CACHE_ENTRIES, ItemScore, _argmax, build_letter_prompt, build_prompt,
-                           check_scoring_options, letter_prompt_ids)
+from gate.device.ssh import (
+    INSTALL_HINT,
+    DeviceError,
+    SshDevice,
+    SshOptions,
+    device_from_url,
+)
+from gate.runtime.bbq_scoring import (
+    DEFAULT_PREFIX_CACHE_ENTRIES,
+    FROM_TOKENIZER,
+    ItemScore,
+    _argmax,
+    build_letter_prompt,
+    check_items_fit,
+    check_scoring_options,
+    letter_prompt_ids,
+    loglik_token_ids,
+    resolve_bos_id,
+)
 from gate.runtime.errors import InputError
 from gate.runtime.ort_decoder import SessionConfig
-from gate.device.ssh import INSTALL_HINT, DeviceError, SshDevice, SshOptions, device_from_url
 
 _GATE = Path(__file__).resolve().parent.parent
 
@@ -94,23 +109,25 @@ def artifact_files(onnx_dir: Path, model_name: str = "model.onnx") -> list[Path]
     return files
 
 
-def loglik_runs(tokenizer, item) -> list[dict]:
-    """Token ids of one item in ``loglik`` mode, exactly as :func:`gate.runtime.bbq_scoring._score_loglik` builds them."""
-    prompt_ids = list(tokenizer(build_prompt(item.context, item.question)).input_ids)
-    option_ids = [list(tokenizer(" " + a.strip(), add_special_tokens=False).input_ids) for a in item.answers]
-    return [{"ids": prompt_ids, "options": option_ids}]
+def loglik_runs(tokenizer, item, bos_id: int | None) -> list[dict]:
+    """Token ids of one item in ``loglik`` mode, the same ids a local run scores
+    (:func:`gate.runtime.bbq_scoring.loglik_token_ids`; ``bos_id``: the model's BOS rule)."""
+    prompt_ids, option_ids = loglik_token_ids(tokenizer, item, bos_id)
+    return [{"ids": list(prompt_ids), "options": [list(o) for o in option_ids]}]
 
 
 _CYCLIC_ORDERS = ((0, 1, 2), (1, 2, 0), (2, 0, 1))
 
 
-def letter_runs(tokenizer, item, permute_options: bool) -> tuple[list[dict], tuple]:
-    """Token ids of one item in ``letter`` mode (as :func:`gate.runtime.bbq_scoring._score_letter`), and the orders shown."""
+def letter_runs(tokenizer, item, permute_options: bool, bos_id: int | None) -> tuple[list[dict], tuple]:
+    """Token ids of one item in ``letter`` mode (as :func:`gate.runtime.bbq_scoring._score_letter`, with the BOS
+    rule ``bos_id``), and the orders shown."""
     orders = _CYCLIC_ORDERS if permute_options else _CYCLIC_ORDERS[:1]
     runs = []
     for order in orders:
         shown = [item.answers[o] for o in order]
-        ids, letter_ids = letter_prompt_ids(tokenizer, build_letter_prompt(tokenizer, item.context, item.question, shown))
+        ids, letter_ids = letter_prompt_ids(tokenizer, build_letter_prompt(tokenizer, item.context, item.question, shown),
+                                           bos_id)
         runs.append({"ids": list(ids), "next": list(letter_ids)})
     return runs, orders
 
@@ -171,7 +188,7 @@ class RemoteDevice:
 
     # ---- setup
     @classmethod
-    def open(cls, spec: DeviceSpec, log: Callable[[str], None] = print) -> "RemoteDevice":
+    def open(cls, spec: DeviceSpec, log: Callable[[str], None] = print) -> RemoteDevice:
         """Connect, and check the device can run prunegate's runner (nothing is copied yet).
 
         Raises:
@@ -305,11 +322,14 @@ class RemoteDevice:
     def score(self, onnx_dir: Path, tokenizer, items: Sequence, session: SessionConfig,
               on_item: Callable[[int, ItemScore], None] | None = None, *, mode: str = "loglik",
               length_normalize: bool = False, permute_options: bool = False,
-              prefix_cache_entries: int = DEFAULT_PREFIX_CACHE_ENTRIES) -> tuple[list[ItemScore], float, float]:
+              prefix_cache_entries: int = DEFAULT_PREFIX_CACHE_ENTRIES, bos_id=FROM_TOKENIZER,
+              context_length: int | None = None) -> tuple[list[ItemScore], float, float]:
         """Score BBQ items on the device; the remote counterpart of :func:`gate.runtime.bbq_scoring.score_items`.
 
         Items stream back one by one, so ``on_item`` sees each as soon as the device has scored it (an
-        interrupted run keeps what arrived).
+        interrupted run keeps what arrived). Tokenizing stays on this host: ``bos_id`` and ``context_length``
+        mean what they mean for :func:`gate.runtime.bbq_scoring.score_items` (items are checked against the
+        context before anything is sent).
 
         Returns:
             ``(scores, host_seconds, device_seconds)``: one :class:`ItemScore` per item (equal to a local run's on
@@ -317,15 +337,20 @@ class RemoteDevice:
             own scoring time.
 
         Raises:
-            InputError: bad scoring options; connection problems. DeviceError: a failure on the device.
+            InputError: bad scoring options; an item longer than ``context_length``; connection problems.
+            DeviceError: a failure on the device.
         """
         check_scoring_options(mode, length_normalize, permute_options)
+        bos = resolve_bos_id(tokenizer, bos_id)
+        if context_length is not None:
+            check_items_fit(tokenizer, items, context_length, mode=mode, permute_options=permute_options, bos_id=bos)
         t0 = time.perf_counter()
         bundle = self.ensure_bundle()
         remote_model = self.ensure_artifact(onnx_dir)
         sent: list[tuple[list[dict], tuple]] = []
         for item in items:
-            sent.append((loglik_runs(tokenizer, item), ()) if mode == "loglik" else letter_runs(tokenizer, item, permute_options))
+            sent.append((loglik_runs(tokenizer, item, bos), ()) if mode == "loglik"
+                        else letter_runs(tokenizer, item, permute_options, bos))
         request = {"model_path": remote_model, "session": _session_json(session),
                    "prefix_cache_entries": prefix_cache_entries, "items": [{"runs": runs} for runs, _ in sent]}
         scores: list[ItemScore | None] = [None] * len(items)
@@ -351,7 +376,8 @@ class RemoteDevice:
         return scores, time.perf_counter() - t0, float(done["seconds"])  # type: ignore[return-value]
 
     def score_items(self, onnx_dir: Path, tokenizer, items: Sequence, on_item=None, *, mode: str = "loglik",
-                    length_normalize: bool = False, permute_options: bool = False) -> tuple[list[ItemScore], float]:
+                    length_normalize: bool = False, permute_options: bool = False, bos_id=FROM_TOKENIZER,
+                    context_length: int | None = None) -> tuple[list[ItemScore], float]:
         """Drop-in for :func:`gate.runtime.bbq_scoring.score_items` that scores on the device (see :meth:`score`).
 
         Returns:
@@ -359,22 +385,11 @@ class RemoteDevice:
             included, is recorded in :meth:`describe` under ``scoring``.
         """
         scores, host_s, device_s = self.score(onnx_dir, tokenizer, items, self._session, on_item, mode=mode,
-                                              length_normalize=length_normalize, permute_options=permute_options)
+                                              length_normalize=length_normalize, permute_options=permute_options,
+                                              bos_id=bos_id, context_length=context_length)
         self.scoring.append({"artifact": str(onnx_dir), "items": len(items), "device_seconds": device_s,
                              "host_seconds_incl_transfer": host_s})
         return scores, device_s
-
-    def scorer(self, onnx_dir: Path, session: SessionConfig) -> Callable:
-        """A function with :func:`gate.runtime.bbq_scoring.score_items`' signature that scores ``onnx_dir`` on the device.
-
-        Its ``decoder`` argument is ignored (pass None: the model runs on the device, not here).
-        """
-        self.use_session(session)
-
-        def score_items(decoder, tokenizer, items, on_item=None, **kw):
-            return self.score_items(onnx_dir, tokenizer, items, on_item, **kw)
-
-        return score_items
 
     def use_session(self, session: SessionConfig) -> None:
         """The ONNX Runtime session configuration :meth:`score_items` uses (the gate's, from the profile)."""

@@ -19,23 +19,27 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Sequence
 
 from exporters.digest import sha256_file
-
 from gate.runtime.errors import InputError
 
 INSTALL_HINT = "install them on the device: python3 -m pip install numpy onnxruntime"
 """What to tell a user whose device lacks the runner's dependencies."""
 
 _STDERR_TAIL = 5
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_PORT = re.compile(r"[0-9]{1,5}", re.ASCII)
+_HOST = re.compile(r"[A-Za-z0-9._:%-]+", re.ASCII)
+_USER = re.compile(r"[A-Za-z0-9._+@\\-]+", re.ASCII)
 _DISK_MARGIN_BYTES = 16 * 2**20
 
 
@@ -81,19 +85,25 @@ def parse_ssh_url(url: str, option: str = "--device") -> SshTarget:
         the target.
 
     Raises:
-        InputError: another scheme, no host, a path/query/password part, or a port outside 1..65535.
+        InputError: another scheme, no host, a path/query/password part, a port that is not a number in
+            1..65535, a control character, or a user or host that is empty, starts with ``-`` (ssh would read it
+            as an option) or holds characters a login name or host name cannot have.
     """
     hint = "use ssh://user@host[:port], e.g. ssh://pi@192.168.1.20:22"
     url = url.strip()
+    if _CONTROL.search(url):
+        raise InputError(f"{option} {url!r}: contains a control character (newline, tab, ...); {hint}")
     if "://" not in url:  # a bare ssh destination, [user@]host[:port], as a profile's device field may hold
         url = "ssh://" + url
     parts = urllib.parse.urlsplit(url)
     if parts.scheme != "ssh":
         raise InputError(f"{option} {url!r}: not an ssh:// URL; {hint}")
-    try:
-        port = parts.port or 22
-    except ValueError:
-        raise InputError(f"{option} {url!r}: the port must be a number in 1..65535; {hint}") from None
+    hostport = parts.netloc.rpartition("@")[2]
+    after_host = hostport.rpartition("]")[2] if hostport.startswith("[") else hostport
+    raw_port = after_host.partition(":")[2] if ":" in after_host else None  # urllib would read ":" as 22, ":0" as 22
+    if raw_port is not None and not _PORT.fullmatch(raw_port):
+        raise InputError(f"{option} {url!r}: the port must be a number in 1..65535 (ASCII digits); {hint}")
+    port = int(raw_port) if raw_port is not None else 22
     if not parts.hostname:
         raise InputError(f"{option} {url!r}: no host name; {hint}")
     if parts.password is not None:
@@ -102,8 +112,17 @@ def parse_ssh_url(url: str, option: str = "--device") -> SshTarget:
         raise InputError(f"{option} {url!r}: unexpected path or query; {hint} (the remote directory is --device-dir)")
     if not 1 <= port <= 65535:
         raise InputError(f"{option} {url!r}: the port must be in 1..65535; {hint}")
-    user = urllib.parse.unquote(parts.username) if parts.username else None
-    return SshTarget(host=parts.hostname, user=user, port=port)
+    host = parts.hostname
+    if host.startswith("-") or not _HOST.fullmatch(host):
+        raise InputError(f"{option} {url!r}: host {host!r} is not a host name or IP address (letters, digits, '.', "
+                         f"'-', '_', ':' for IPv6; not starting with '-'); {hint}")
+    user = None
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username, errors="strict")
+        if not user or user.startswith("-") or not _USER.fullmatch(user):
+            raise InputError(f"{option} {url!r}: user {user!r} is not a login name (letters, digits, '.', '_', '-', "
+                             f"'+', '@', '\\'; not empty, not starting with '-'); {hint}")
+    return SshTarget(host=host, user=user, port=port)
 
 
 @dataclass(frozen=True)
@@ -214,7 +233,38 @@ def classify_remote_failure(what: str, returncode: int, stderr: str, python: str
     return DeviceError(f"{what} failed on the device (exit status {returncode}): {_last_line(stderr)}")
 
 
-def _sftp_quote(path: str) -> str:
+def check_path_text(value: str, what: str) -> str:
+    """``value`` if it is usable in an ssh option or an sftp batch line: no control character (newline, CR, tab, NUL...).
+
+    Args:
+        value: a path or name.
+        what: the option or file it came from, named in the error.
+
+    Raises:
+        InputError: ``value`` holds a control character (a newline would start a new sftp batch command, and
+            ``!command`` lines run on this host).
+    """
+    if _CONTROL.search(value):
+        raise InputError(f"{what} {value!r}: contains a control character (newline, tab, ...); use a path without them")
+    return value
+
+
+def sftp_quote(path: str, what: str) -> str:
+    """``path`` as one argument of an sftp batch line, taken literally.
+
+    OpenSSH ``sftp`` splits batch lines itself (``makeargv`` in ``sftp.c``): inside double quotes, ``\\"`` is a
+    quote, ``\\\\`` a backslash, and glob characters (``*``, ``?``, ``[``) are escaped before globbing, so a quoted
+    path is taken literally (``tests/test_integrity_inputs.py`` copies such names through a real sftp). What quoting
+    cannot protect is refused or rewritten: a control character (a newline would end the line and start another
+    command; ``!command`` runs on this host) is an :class:`InputError`, and a path starting with ``-`` gets ``./``
+    so that the command does not read it as a flag.
+
+    Raises:
+        InputError: a control character in ``path`` (see :func:`check_path_text`).
+    """
+    check_path_text(path, what)
+    if path.startswith("-"):
+        path = "./" + path
     return '"' + path.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
@@ -245,12 +295,19 @@ class SshDevice:
             raise InputError(f"--device-identity {options.identity_file}: no such file; pass the private key file")
         if options.known_hosts is not None and not Path(options.known_hosts).parent.is_dir():
             raise InputError(f"--device-known-hosts {options.known_hosts}: its directory does not exist")
+        check_path_text(options.remote_dir, "--device-dir")
+        check_path_text(options.python, "--device-python")
+        for value, name in ((options.identity_file, "--device-identity"), (options.known_hosts, "--device-known-hosts")):
+            if value is not None:
+                check_path_text(str(value), name)
+                if '"' in str(value):
+                    raise InputError(f"{name} {value}: contains '\"', which ssh options cannot carry; use a path without it")
         remote = options.remote_dir.strip()
-        if remote.startswith("~/"):
-            remote = remote[2:]
-        if not remote or remote.startswith("~") or ".." in PurePosixPath(remote).parts:
+        remote = remote.removeprefix("~/")
+        if not remote or remote.startswith(("~", "-")) or ".." in PurePosixPath(remote).parts:
             raise InputError(f"--device-dir {options.remote_dir!r}: give a directory relative to the device "
-                             "login's home (e.g. .cache/prunegate-device) or an absolute path, without '..'")
+                             "login's home (e.g. .cache/prunegate-device) or an absolute path, without '..' and "
+                             "not starting with '-'")
         self.remote_dir = PurePosixPath(remote)
         self._created: list[str] = []
         self._control: str | None = None
@@ -262,7 +319,7 @@ class SshDevice:
         o = self.options
         opts = [
             "-o", "BatchMode=yes",
-            "-o", f"ConnectTimeout={max(1, int(round(o.connect_timeout_s)))}",
+            "-o", f"ConnectTimeout={max(1, round(o.connect_timeout_s))}",
             "-o", f"StrictHostKeyChecking={'accept-new' if o.trust_new_host else 'yes'}",
             "-o", "ServerAliveInterval=15",
             "-o", "ServerAliveCountMax=4",
@@ -281,7 +338,7 @@ class SshDevice:
     def ssh_argv(self, command: str) -> list[str]:
         """``ssh`` argv that runs the shell ``command`` on the device."""
         self._ensure_master()
-        return ["ssh", *self.client_options(), "-p", str(self.target.port), self.target.destination, command]
+        return ["ssh", *self.client_options(), "-p", str(self.target.port), "--", self.target.destination, command]
 
     def _ensure_master(self) -> None:
         """Start (or restart) one shared master connection, so each command does not pay a new SSH handshake.
@@ -305,10 +362,10 @@ class SshDevice:
         path = os.path.join(self._control_dir, "master")
         self._control = None
         argv = ["ssh", *self.client_options(), "-p", str(self.target.port), "-M", "-N", "-f",
-                "-o", f"ControlPath={path}", "-o", "ControlPersist=300", self.target.destination]
+                "-o", f"ControlPath={path}", "-o", "ControlPersist=300", "--", self.target.destination]
         with tempfile.TemporaryFile(mode="w+") as err:
             try:
-                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                proc = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                       timeout=self.options.connect_timeout_s + 30)
             except subprocess.TimeoutExpired:
                 raise InputError(f"--device {self.target.url}: cannot connect (no answer within "
@@ -322,7 +379,7 @@ class SshDevice:
     def close(self) -> None:
         """Stop the shared master connection (``ssh -O exit``); never raises."""
         if self._control is not None and os.path.exists(self._control):
-            subprocess.run(["ssh", "-o", f"ControlPath={self._control}", "-O", "exit", self.target.destination],
+            subprocess.run(["ssh", "-o", f"ControlPath={self._control}", "-O", "exit", "--", self.target.destination],
                            stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
         self._control = None
         if self._control_dir is not None:
@@ -377,7 +434,7 @@ class SshDevice:
         """
         limit = timeout_s or (self.options.command_timeout_s + self.options.connect_timeout_s + 30)
         try:
-            proc = subprocess.run(self.ssh_argv(command), input=input_text if input_text is not None else "",
+            proc = subprocess.run(self.ssh_argv(command), check=False, input=input_text if input_text is not None else "",
                                   capture_output=True, text=True, timeout=limit)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"{what} on {self.target.url} timed out after {limit:g} s; raise --device-timeout") from None
@@ -404,8 +461,7 @@ class SshDevice:
         timed_out = threading.Event()
 
         def read_err() -> None:
-            for line in proc.stderr:  # type: ignore[union-attr]
-                err_chunks.append(line)
+            err_chunks.extend(proc.stderr)  # type: ignore[arg-type]
 
         def feed() -> None:
             try:
@@ -512,7 +568,7 @@ class SshDevice:
             still, _ = self._remote_missing({r: wanted[r][1] for r in missing})
             if still:
                 raise DeviceError(f"copy to {self.target.url} corrupted {len(still)} file(s) (SHA-256 differs), "
-                                  f"e.g. {sorted(still)[0]}")
+                                  f"e.g. {min(still)}")
         total = sum(p.stat().st_size for p, _ in wanted.values())
         return {"files": len(wanted), "sent": len(missing), "skipped": len(wanted) - len(missing),
                 "bytes_sent": need, "bytes_skipped": total - need, "seconds": time.perf_counter() - t0}
@@ -523,15 +579,16 @@ class SshDevice:
             for parent in reversed(PurePosixPath(remote).parents):
                 if str(parent) not in (".", "/") and str(parent) not in dirs:
                     dirs.append(str(parent))
-        batch = [f"-mkdir {_sftp_quote(d)}" for d in dirs]
-        batch += [f"put {_sftp_quote(str(local))} {_sftp_quote(remote)}" for local, remote in pairs]
+        batch = [f"-mkdir {sftp_quote(d, 'device path')}" for d in dirs]
+        batch += [f"put {sftp_quote(os.path.abspath(local), 'artifact file')} {sftp_quote(remote, 'device path')}"
+                  for local, remote in pairs]
         self._ensure_master()
-        argv = ["sftp", "-q", "-b", "-", *self.client_options(), "-P", str(self.target.port), self.target.destination]
+        argv = ["sftp", "-q", "-b", "-", *self.client_options(), "-P", str(self.target.port), "--", self.target.destination]
         # Transfer budget: the command timeout, at least 60 s plus 1 s per MB.
         limit = max(self.options.command_timeout_s, 60 + need / 1e6)
         self.log(f"device: copying {len(pairs)} file(s), {need / 1e6:.1f} MB to {self.target.url}")
         try:
-            proc = subprocess.run(argv, input="\n".join(batch) + "\n", capture_output=True, text=True, timeout=limit)
+            proc = subprocess.run(argv, check=False, input="\n".join(batch) + "\n", capture_output=True, text=True, timeout=limit)
         except subprocess.TimeoutExpired:
             raise DeviceError(f"copying to {self.target.url} timed out after {limit:g} s") from None
         self._connection_check(proc.returncode, proc.stderr)
@@ -594,6 +651,17 @@ def device_from_url(url: str, options: SshOptions, log: Callable[[str], None] = 
     return SshDevice(parse_ssh_url(url, option), options, log)
 
 
-__all__ = ["DeviceError", "SshDevice", "SshOptions", "SshTarget", "classify_connection_failure",
-           "classify_remote_failure", "device_from_url", "parse_ssh_url", "INSTALL_HINT"]
+__all__ = [
+    "INSTALL_HINT",
+    "DeviceError",
+    "SshDevice",
+    "SshOptions",
+    "SshTarget",
+    "check_path_text",
+    "classify_connection_failure",
+    "classify_remote_failure",
+    "device_from_url",
+    "parse_ssh_url",
+    "sftp_quote",
+]
 

@@ -2,7 +2,7 @@
 
 Protocol (defaults and their sources in :class:`BenchSettings`):
 
-* every measurement runs in a fresh child process (``gate/runtime/bench_child.py``, a self-contained script
+* every measurement runs in a fresh child process (:mod:`gate.runtime.bench_child`, a self-contained script
   importing only numpy and onnxruntime), so torch, the exporter and other variants cannot inflate
   memory or perturb timing;
 * ``processes`` rounds; each round launches one child per variant, one at a time, and the order is
@@ -67,14 +67,18 @@ class BenchSettings:
         prepacking: ORT weight pre-packing (default on, as ORT; off = ``session.disable_prepacking``).
         timeout_s: wall-clock limit per child process, seconds.
 
-    Defaults: a CI-sized version of the best tools' protocols (notes/edge_bench.md §11): warm-up
+    Defaults: a CI-sized version of the protocols of established benchmark tools: warm-up
     >= 2 runs and >= 1 s per phase (optimum-benchmark: 10 runs; LiteRT: 1 run and 0.5 s), timed
     >= 10 runs and >= 2 s per phase (optimum-benchmark: 10 runs and 10 s; LiteRT: 50 runs and 1 s;
     fewer seconds because the decision statistic is across processes, not within one), 5 processes
     (MLPerf Tiny: 5 windows; also the fewest for which a 95 % interval across processes is
     meaningful, see gate.measure.latency_stats), CV limit 0.15 (ExecuTorch scores CV >= 10 % as the worst
-    stability; 15 % leaves room for ordinary CI-runner noise). benchmarks/README.md has the measured
-    noise and cost of these defaults.
+    stability; 15 % leaves room for ordinary CI-runner noise). Sources: huggingface/optimum-benchmark
+    ``optimum_benchmark/scenarios/inference/config.py`` (``warmup_runs``, ``iterations``, ``duration``);
+    google-ai-edge/LiteRT ``tflite/tools/benchmark/README.md`` (``warmup_runs``, ``warmup_min_secs``,
+    ``num_runs``, ``min_secs``); mlcommons/tiny ``benchmark/MLPerfTiny_Rules.adoc`` (performance mode);
+    pytorch/executorch ``extension/benchmark/analyze_latency_stability.py``. benchmarks/README.md has the
+    measured noise and cost of these defaults.
 
     Raises:
         InputError: a value out of range (the message names the setting).
@@ -166,12 +170,58 @@ def _stderr_tail(stderr: str | bytes | None) -> str:
     return "\n".join(lines) if lines else "(no stderr)"
 
 
+def _die_with_parent(parent_pid: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get SIGKILL when this process dies (Linux ``PR_SET_PDEATHSIG``).
+
+    Why this and not a new session plus ``killpg`` at exit: a process group can only be killed by a parent that
+    is still alive to do it, and a parent that receives SIGKILL (the OOM killer, a CI runner's hard stop) runs no
+    handler at all. The death signal is armed by the kernel in the child, so it fires however the parent dies.
+    It survives the ``exec`` of the interpreter. The race where the parent dies between ``fork`` and ``prctl``
+    is closed by checking ``getppid()`` afterwards. ``libc.prctl`` is resolved here, before ``fork``, so the
+    child only makes one foreign call. Returns ``None`` off Linux (there the orderly path in
+    :func:`run_local_child` still kills the child on an interrupt).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+
+    def arm() -> None:
+        if prctl(pr_set_pdeathsig, sigkill, 0, 0, 0) != 0 or os.getppid() != parent_pid:
+            os._exit(70)  # cannot be tied to the parent, or the parent is already gone: do not run orphaned
+
+    return arm
+
+
+def launch_child(script: Path | None = None) -> subprocess.Popen:
+    """Start ``bench_child.py`` (or ``script``) as ``python -I`` with pipes, tied to this process's life.
+
+    The child receives SIGKILL if this process dies for any reason (see :func:`_die_with_parent`); use
+    :func:`run_local_child` to run one request.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-I", str(script or CHILD_SCRIPT)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 (one foreign call; needed to survive SIGKILL)
+    )
+
+
 def run_local_child(name: str, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """Run ``bench_child.py`` in a fresh local Python process (``python -I``: no user site, no cwd on sys.path).
 
+    The child never outlives the gate: it is killed (and reaped) when the wait is interrupted (Ctrl-C, or SIGTERM,
+    which the CLI turns into ``KeyboardInterrupt``), and the kernel kills it if this process dies outright
+    (SIGKILL included; see :func:`_die_with_parent`).
+
     Args:
         name: variant name, for error messages.
-        request: the child's JSON request (see ``gate/runtime/bench_child.py``).
+        request: the child's JSON request (see :mod:`gate.runtime.bench_child`).
         timeout_s: wall-clock limit, seconds.
 
     Returns:
@@ -181,10 +231,7 @@ def run_local_child(name: str, request: dict[str, Any], timeout_s: float) -> dic
         RuntimeError: the child failed, timed out or wrote no valid JSON; the message names the
             variant and quotes the last lines of its stderr.
     """
-    proc = subprocess.Popen(
-        [sys.executable, "-I", str(CHILD_SCRIPT)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+    proc = launch_child()
     try:
         out, err = proc.communicate(json.dumps(request), timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -194,6 +241,10 @@ def run_local_child(name: str, request: dict[str, Any], timeout_s: float) -> dic
             f"benchmark of variant '{name}' timed out after {timeout_s:g} s (pid {proc.pid}); "
             f"last stderr lines:\n{_stderr_tail(err)}"
         ) from None
+    except BaseException:  # KeyboardInterrupt (Ctrl-C, SIGTERM through the CLI's handler), SystemExit, ...
+        proc.kill()
+        proc.wait()
+        raise
     if proc.returncode != 0:
         raise RuntimeError(
             f"benchmark of variant '{name}' failed: child exited with code {proc.returncode}; "

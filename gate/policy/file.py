@@ -3,9 +3,16 @@
 The shipped default (``gate/policy/default_policy.toml``, documented line by line) is always loaded first; a user's
 file is laid over it key by key (a table replaces nothing it does not name). Validation uses the published
 schema ``gate/policy/policy.schema.json`` (JSON Schema draft 2020-12, :mod:`jsonschema`), then a few rules a
-schema cannot state (a real calendar date). Every problem is reported as ``<key>: <what is wrong>; <the fix>``
-(the research notes, ``shared/notes/gate_ux.md`` §4.1, recommend TOML + a published schema with stable check
-ids; §3.4 lists the tools that fail to serialise their thresholds).
+schema cannot state: every number finite (TOML has ``nan`` and ``inf``, and a NaN passes every JSON Schema bound
+because it compares false), an integer key written without a decimal point (JSON Schema counts ``2000.0`` as an
+integer), a real calendar date. ``prunegate policy validate`` and ``prunegate check --policy`` both go through
+:func:`load_policy`, so a file one accepts the other accepts. Every problem is reported as ``<key>: <what is wrong>; <the fix>``
+(:mod:`gate.schema_errors`, the same wording as hardware profiles and reports).
+
+Why TOML and a schema: the standard library reads TOML (:mod:`tomllib`, PEP 680) without arbitrary tags or code
+execution, with typed numbers and dates and with comments; a published JSON Schema lets editors validate the file,
+and named tables (``[checks.<id>]``) give every check a stable id that waivers, JUnit and annotations reuse
+(thresholds kept in code, as in deepchecks conditions or MLflow's ``MetricThreshold``, cannot be reviewed as data).
 """
 
 from __future__ import annotations
@@ -13,12 +20,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import tomllib
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from gate.runtime.errors import InputError
+from gate.schema_errors import describe_value, key_path, schema_problems
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.toml")
 SCHEMA_PATH = Path(__file__).with_name("policy.schema.json")
@@ -66,7 +75,7 @@ class Statistics:
     """Statistics settings shared by every check.
 
     Attributes:
-        confidence: two-sided level of the decision intervals, in [0.5, 1).
+        confidence: two-sided level of the decision intervals, in (0.5, 1).
         resamples: bootstrap resamples.
         seed: bootstrap seed.
         multiple_comparisons: ``"holm"``, ``"bonferroni"`` or ``"none"`` (per-category FAIL decisions).
@@ -164,76 +173,56 @@ def _jsonable(value):
     return value
 
 
-def _key(path) -> str:
-    out = ""
+def _key_schema(path: tuple) -> dict | None:
+    """The schema of the key at ``path`` (``None`` for a key the schema does not know)."""
+    node = policy_schema()
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "top level"
+        node = node.get("items") if isinstance(part, int) else node.get("properties", {}).get(part)
+        if not isinstance(node, dict):
+            return None
+    return node
 
 
-def _describe(value) -> str:
-    names = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "table"}
-    return f"{names.get(type(value), type(value).__name__)} {json.dumps(value)[:40]}"
+def _number_problems(data, path: tuple = ()) -> dict[str, str]:
+    """``{key: problem}`` for the numbers JSON Schema lets through: a non-finite float (``nan``, ``inf``, ``-inf``)
+    where a number or integer belongs, and a float where an integer belongs (``resamples = 2000.0``).
 
-
-def _problems(err) -> list[str]:
-    """Friendly lines for a :class:`jsonschema.ValidationError`: the key, what is wrong, the fix."""
-    key = _key(err.absolute_path)
-    prefix = "" if key == "top level" else f"{key}."
-    hint = err.schema.get("description", "") if isinstance(err.schema, dict) else ""
-    v, inst = err.validator, err.instance
-    if v == "additionalProperties":
-        props = err.schema.get("properties", {})
-        known = ", ".join(sorted(props))
-        return [f"{prefix}{k}: unknown key; known keys here: {known}" for k in sorted(k for k in inst if k not in props)]
-    if v == "required":
-        out = []
-        for k in (k for k in err.validator_value if k not in inst):
-            fix = err.schema.get("properties", {}).get(k, {}).get("description")
-            out.append(f"{prefix}{k}: missing required key" + (f"; expected: {fix}" if fix else ""))
-        return out
-    if v == "type":
-        what = f"got {_describe(inst)}" if hint else f"expected {err.validator_value}, got {_describe(inst)}"
-    elif v in ("enum", "const"):
-        allowed = err.validator_value if v == "enum" else [err.validator_value]
-        what = f"{json.dumps(inst)} is not allowed"
-        listed = ", ".join(json.dumps(a) for a in allowed)
-        hint = hint if v == "const" else f"one of {listed}"
-    elif v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        rel = {"minimum": "below the minimum", "exclusiveMinimum": "not above", "maximum": "above the maximum",
-               "exclusiveMaximum": "not below"}[v]
-        what = f"{inst} is {rel} {err.validator_value}"
-    elif v in ("minLength", "pattern"):
-        what = f"{json.dumps(inst)} is not allowed"
-    else:
-        what = err.message
-    return [f"{key}: {what}" + (f"; expected: {hint}" if hint else "")]
+    Keys the schema does not know, and keys that take a string or boolean, are left to the schema's own errors.
+    """
+    if isinstance(data, dict):
+        return {k: v for name, child in data.items() for k, v in _number_problems(child, (*path, name)).items()}
+    if isinstance(data, list):
+        return {k: v for i, child in enumerate(data) for k, v in _number_problems(child, (*path, i)).items()}
+    schema = _key_schema(path) if isinstance(data, float) else None
+    if schema is None or schema.get("type") not in ("number", "integer"):
+        return {}
+    key, hint = key_path(path), schema.get("description", "")
+    fix = f"; expected: {hint}" if hint else ""
+    if not math.isfinite(data):
+        return {key: f"{key}: {data} is not a finite number{fix}"}
+    if schema["type"] == "integer":
+        return {key: f"{key}: got {describe_value(data)}, not an integer{fix}"}
+    return {}
 
 
 def validate_policy_data(data: dict) -> list[str]:
-    """Every problem of a parsed policy file (empty = valid).
+    """Every problem of a parsed policy file (empty = valid): the one validator of policy files.
+
+    The schema's errors, with the numbers it cannot judge (:func:`_number_problems`: ``nan``/``inf``, a float
+    where an integer belongs) replacing the schema's line for the same key, and the waiver dates.
 
     Args:
         data: the dict :func:`tomllib.loads` returned.
 
     Returns:
-        problems as ``"<key>: <what is wrong>; <the fix>"``, ordered by key.
+        problems as ``"<key>: <what is wrong>; <the fix>"``, one per key, ordered by key.
     """
-    import jsonschema
-
     waivers = data.get("waivers") if isinstance(data.get("waivers"), list) else []
     raw_string_expiry = {i for i, w in enumerate(waivers) if isinstance(w, dict) and isinstance(w.get("expires"), str)}
     instance = _jsonable(data)
-    validator = jsonschema.Draft202012Validator(policy_schema())
-    errors = sorted(validator.iter_errors(instance),
-                    key=lambda e: (list(map(str, e.absolute_path)), e.validator != "type", e.validator))
-    problems, seen = [], set()
-    for e in errors:
-        path = tuple(e.absolute_path)
-        if path in seen and e.validator not in ("additionalProperties", "required"):
-            continue  # one problem per key: the type error first, then the value
-        seen.add(path)
-        problems += _problems(e)
+    numbers = _number_problems(data)
+    problems = [p for p in schema_problems(instance, policy_schema()) if p.split(": ", 1)[0] not in numbers]
+    problems += numbers.values()
     for i, w in enumerate(instance.get("waivers", []) if isinstance(instance.get("waivers"), list) else []):
         exp = w.get("expires") if isinstance(w, dict) else None
         if i in raw_string_expiry:
@@ -244,7 +233,7 @@ def validate_policy_data(data: dict) -> list[str]:
                 dt.date.fromisoformat(exp)
             except ValueError:
                 problems.append(f"waivers[{i}].expires: {exp!r} is not a calendar date; write a real date such as 2026-12-31")
-    return problems
+    return sorted(problems, key=lambda p: p.split(": ", 1)[0])
 
 
 def _read(path: Path) -> tuple[dict, str, str]:
@@ -332,7 +321,7 @@ def active_waivers(policy: Policy, today: dt.date | None = None) -> tuple[list[W
     Returns:
         ``(active, warnings)``; each warning names the expired waiver.
     """
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     active, warnings = [], []
     for w in policy.waivers:
         if w.expires < today:

@@ -7,7 +7,8 @@
         Question: {question}
         Answer:
 
-    tokenized with the tokenizer's special tokens (e.g. BOS). Each option is the continuation ``" " + answer``,
+    tokenized without special tokens, preceded by the model's BOS id when the model's rule says so (the BOS rule,
+    :func:`with_bos`, shared with perplexity; see "Tokens" below). Each option is the continuation ``" " + answer``,
     tokenized without special tokens, and scored as the sum over its tokens of ``log p(token | prompt, previous
     option tokens)`` (natural log): the multiple-choice log-likelihood of lm-evaluation-harness (``output_type:
     multiple_choice``, metric ``acc``). The prediction is the argmax over the three sums.
@@ -31,7 +32,7 @@
     ``user`` message, rendered with ``apply_chat_template(add_generation_prompt=True)`` (so the template's default
     system message, if any, is included) and tokenized *without* adding special tokens (the template writes them);
     the letters are then ``"A"``, ``"B"``, ``"C"`` with no leading space, as the first characters of the assistant
-    turn. Without a chat template the body is tokenized with special tokens, like the ``loglik`` prompt, and the
+    turn. Without a chat template the body is tokenized like the ``loglik`` prompt (BOS rule), and the
     letters are ``" A"``, ``" B"``, ``" C"`` (the natural continuation of ``"Answer:"``).
 
     Letter tokens are found exactly, per prompt: ``ids(prompt + letter)`` must start with ``ids(prompt)``, and the
@@ -53,6 +54,17 @@
 
 Ties go to the lowest option index in every mode, so scoring is deterministic.
 
+Tokens: the BOS rule and the context
+    Whether a sequence starts with a BOS token is the model's rule (a GGUF's ``tokenizer.ggml.add_bos_token``, a
+    Hugging Face tokenizer's post-processor), not prunegate's: it is passed in as data, ``bos_id: int | None``
+    (``None`` = prepend nothing), and applied by one function, :func:`with_bos`, which perplexity
+    (``gate.measure.perplexity``) uses too. When a caller does not pass it, :func:`tokenizer_bos_id` reads it off the
+    tokenizer by encoding a probe with and without special tokens. Text is always encoded with
+    ``add_special_tokens=False`` (so no EOS is appended either) and the BOS added by :func:`with_bos`.
+    A prompt and its longest option must fit the model's context (``max_position_embeddings`` or the GGUF's
+    ``context_length``): :func:`check_items_fit` refuses the suite before scoring when one does not, since positions
+    beyond the context are outside what the model was trained on (RoPE) or outside its position table.
+
 Speed: the prompt is run once and its KV cache is shared by the three options (``loglik``), which are run
 together as one batch of 3 (right-padded; padded positions come after every scored position, so a causal model's
 scores are unaffected). In addition, the KV caches of the last few prompts are kept (:class:`PrefixCache`): a new
@@ -67,8 +79,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -94,6 +106,74 @@ SCORING_MODES: dict[str, str] = {
 
 DEFAULT_PREFIX_CACHE_ENTRIES = 4
 """How many recent prompts' KV caches :func:`score_items` keeps for prefix reuse."""
+
+FROM_TOKENIZER = "from-tokenizer"
+"""Default of every ``bos_id`` argument: read the BOS rule off the tokenizer (:func:`tokenizer_bos_id`)."""
+
+_BOS_PROBE = "Hello world. The quick brown fox"
+
+
+def tokenizer_bos_id(tokenizer) -> int | None:
+    """The BOS rule of a tokenizer: the id it prepends to a text when asked for special tokens, else ``None``.
+
+    Probe: ``tokenizer(t, add_special_tokens=True)`` against ``add_special_tokens=False`` for a fixed text ``t``;
+    the ids the first adds before the text's ids are the tokenizer's leading special tokens (appended ones, e.g.
+    an EOS, are ignored: prunegate never appends). Duck-typed (any callable returning ``.input_ids`` or
+    ``["input_ids"]``), so this module stays free of transformers.
+
+    Returns:
+        the one leading id, or ``None`` when the tokenizer adds none.
+
+    Raises:
+        InputError: the tokenizer adds more than one leading token, or changes the text's ids when adding them.
+    """
+    plain = _ids(tokenizer(_BOS_PROBE, add_special_tokens=False))
+    full = _ids(tokenizer(_BOS_PROBE, add_special_tokens=True))
+    for k in range(len(full) - len(plain) + 1):
+        if full[k:k + len(plain)] == plain:
+            if k == 0:
+                return None
+            if k == 1:
+                return int(full[0])
+            break
+    raise InputError(f"the tokenizer adds {full[:len(full) - len(plain)]} around a text instead of at most one leading "
+                     "BOS token; prunegate cannot tell the model's BOS rule; use a model whose tokenizer adds at most a BOS")
+
+
+def _ids(encoding) -> list[int]:
+    ids = encoding.input_ids if hasattr(encoding, "input_ids") else encoding["input_ids"]
+    return [int(i) for i in ids]
+
+
+def resolve_bos_id(tokenizer, bos_id=FROM_TOKENIZER) -> int | None:
+    """``bos_id`` as given (an id or ``None``), or the tokenizer's own rule for :data:`FROM_TOKENIZER`.
+
+    Raises:
+        InputError: ``bos_id`` is neither an int, ``None`` nor :data:`FROM_TOKENIZER` (or see :func:`tokenizer_bos_id`).
+    """
+    if isinstance(bos_id, str) and bos_id == FROM_TOKENIZER:
+        return tokenizer_bos_id(tokenizer)
+    if bos_id is None or (isinstance(bos_id, int) and not isinstance(bos_id, bool) and bos_id >= 0):
+        return bos_id
+    raise InputError(f"bos_id {bos_id!r}: must be a token id (int >= 0) or None (prepend nothing)")
+
+
+def with_bos(ids: Sequence[int], bos_id: int | None) -> list[int]:
+    """The BOS rule, applied: ``[bos_id] + ids`` when ``bos_id`` is an id, ``ids`` when it is ``None``.
+
+    The one place BBQ prompts (this module, the device's pre-tokenized prompts) and perplexity corpora
+    (``gate.measure.perplexity.corpus_token_ids``) get their first token, so both follow the same rule.
+
+    Args:
+        ids: token ids of a text encoded without special tokens.
+        bos_id: the model's BOS id when its rule is to prepend it, else ``None``.
+    """
+    return ([int(bos_id)] if bos_id is not None else []) + [int(i) for i in ids]
+
+
+def encode_text(tokenizer, text: str, bos_id: int | None) -> list[int]:
+    """``with_bos(tokenizer(text, add_special_tokens=False).input_ids, bos_id)``: a document's token ids."""
+    return with_bos(_ids(tokenizer(text, add_special_tokens=False)), bos_id)
 
 
 @dataclass(frozen=True)
@@ -146,12 +226,14 @@ def build_letter_prompt(tokenizer, context: str, question: str, answers: Sequenc
     return body
 
 
-def letter_prompt_ids(tokenizer, prompt: str) -> tuple[list[int], tuple[int, int, int]]:
+def letter_prompt_ids(tokenizer, prompt: str, bos_id=FROM_TOKENIZER) -> tuple[list[int], tuple[int, int, int]]:
     """Token ids to run for a ``letter`` prompt, and the token id of each letter that may follow them.
 
     Args:
         tokenizer: the model's tokenizer.
         prompt: text from :func:`build_letter_prompt`.
+        bos_id: the BOS rule (:func:`with_bos`) for a prompt without chat template (a chat template writes its
+            own special tokens, so nothing is prepended to it); default: the tokenizer's (:func:`tokenizer_bos_id`).
 
     Returns:
         ``(ids, letter_ids)``: the prompt's ids plus the letters' shared leading tokens (usually none), and the
@@ -161,11 +243,11 @@ def letter_prompt_ids(tokenizer, prompt: str) -> tuple[list[int], tuple[int, int
         InputError: the tokenizer merges a letter into the prompt, or splits the letters other than as a shared
             prefix plus one distinct token each.
     """
-    special = not has_chat_template(tokenizer)
-    base = list(tokenizer(prompt, add_special_tokens=special).input_ids)
+    bos = None if has_chat_template(tokenizer) else resolve_bos_id(tokenizer, bos_id)
+    base = encode_text(tokenizer, prompt, bos)
     tails = []
     for letter in letter_strings(tokenizer):
-        full = list(tokenizer(prompt + letter, add_special_tokens=special).input_ids)
+        full = encode_text(tokenizer, prompt + letter, bos)
         if full[: len(base)] != base or len(full) == len(base):
             tails = None
             break
@@ -330,9 +412,16 @@ def score_options(decoder: OrtDecoder, prompt_ids: Sequence[int], option_ids: Se
 _CYCLIC_ORDERS = ((0, 1, 2), (1, 2, 0), (2, 0, 1))
 
 
-def _score_loglik(prefix: PrefixCache, tokenizer, item, length_normalize: bool) -> ItemScore:
-    prompt_ids = tokenizer(build_prompt(item.context, item.question)).input_ids
-    option_ids = [tokenizer(" " + a.strip(), add_special_tokens=False).input_ids for a in item.answers]
+def loglik_token_ids(tokenizer, item, bos_id: int | None) -> tuple[list[int], list[list[int]]]:
+    """``(prompt ids, [option ids] * 3)`` of one item in ``loglik`` mode: the prompt by the BOS rule
+    (:func:`encode_text`), each option ``" " + answer`` without special tokens."""
+    prompt_ids = encode_text(tokenizer, build_prompt(item.context, item.question), bos_id)
+    option_ids = [_ids(tokenizer(" " + a.strip(), add_special_tokens=False)) for a in item.answers]
+    return prompt_ids, option_ids
+
+
+def _score_loglik(prefix: PrefixCache, tokenizer, item, length_normalize: bool, bos_id: int | None) -> ItemScore:
+    prompt_ids, option_ids = loglik_token_ids(tokenizer, item, bos_id)
     last, cache, reused = prefix.run(prompt_ids)
     ll = tuple(_option_logliks(prefix.decoder, last, cache, option_ids))
     n = tuple(len(o) for o in option_ids)
@@ -340,13 +429,14 @@ def _score_loglik(prefix: PrefixCache, tokenizer, item, length_normalize: bool) 
     return ItemScore(item.uid, ll, n, _argmax(score), score, len(prompt_ids), reused)  # type: ignore[arg-type]
 
 
-def _score_letter(prefix: PrefixCache, tokenizer, item, permute_options: bool) -> ItemScore:
+def _score_letter(prefix: PrefixCache, tokenizer, item, permute_options: bool, bos_id: int | None) -> ItemScore:
     orders = _CYCLIC_ORDERS if permute_options else _CYCLIC_ORDERS[:1]
     parts: list[list[float]] = [[], [], []]
     n_prompt = n_reused = 0
     for order in orders:
         shown = [item.answers[o] for o in order]
-        ids, letter_ids = letter_prompt_ids(tokenizer, build_letter_prompt(tokenizer, item.context, item.question, shown))
+        ids, letter_ids = letter_prompt_ids(tokenizer, build_letter_prompt(tokenizer, item.context, item.question, shown),
+                                            bos_id)
         last, _, reused = prefix.run(ids)
         logp = _log_softmax(last)
         for position, original in enumerate(order):
@@ -355,6 +445,67 @@ def _score_letter(prefix: PrefixCache, tokenizer, item, permute_options: bool) -
         n_reused += reused
     ll = tuple(math.fsum(p) for p in parts)
     return ItemScore(item.uid, ll, (len(orders),) * 3, _argmax(ll), ll, n_prompt, n_reused)  # type: ignore[arg-type]
+
+
+def item_positions(tokenizer, item, *, mode: str = "loglik", permute_options: bool = False,
+                   bos_id=FROM_TOKENIZER) -> tuple[int, int]:
+    """``(prompt tokens, positions run)`` of one item, tokenized exactly as :func:`score_items` does.
+
+    Positions run: ``loglik``, the prompt plus the longest option minus one (an option's last token is scored, never
+    fed); ``letter``, the longest of the prompts (with the letters' shared prefix) over the orders scored.
+    """
+    bos = resolve_bos_id(tokenizer, bos_id)
+    if mode == "loglik":
+        prompt_ids, option_ids = loglik_token_ids(tokenizer, item, bos)
+        return len(prompt_ids), len(prompt_ids) + max(len(o) for o in option_ids) - 1
+    orders = _CYCLIC_ORDERS if permute_options else _CYCLIC_ORDERS[:1]
+    longest = 0
+    for order in orders:
+        shown = [item.answers[o] for o in order]
+        ids, _ = letter_prompt_ids(tokenizer, build_letter_prompt(tokenizer, item.context, item.question, shown), bos)
+        longest = max(longest, len(ids))
+    return longest, longest
+
+
+def check_items_fit(tokenizer, items: Sequence, context_length: int | None, *, mode: str = "loglik",
+                    permute_options: bool = False, bos_id=FROM_TOKENIZER) -> int:
+    """Refuse a suite with an item longer than the model's context; call it before scoring (takes seconds).
+
+    Every item is tokenized as :func:`score_items` will tokenize it and its positions run (:func:`item_positions`)
+    compared with ``context_length``. Source of the rule: a decoder's positions are only defined up to its
+    ``max_position_embeddings`` (a learned position table ends there; RoPE models are trained up to it, and the
+    GGUF's ``context_length`` is the same number), so a longer item is scored on positions the model never saw.
+
+    Args:
+        tokenizer: the model's tokenizer.
+        items: the suite (objects with ``uid``, ``context``, ``question``, ``answers``).
+        context_length: the model's context in tokens (``exporters.model_source.model_context_length``);
+            ``None`` = not stated, nothing is refused.
+        mode, permute_options, bos_id: as for :func:`score_items`.
+
+    Returns:
+        the most positions any item runs (0 for an empty suite).
+
+    Raises:
+        InputError: an item runs more than ``context_length`` positions (the first such item's uid, its prompt and
+            total lengths, and how many others are too long), or ``context_length < 1``.
+    """
+    if context_length is not None and context_length < 1:
+        raise InputError(f"model context length {context_length}: must be a positive number of tokens")
+    bos = resolve_bos_id(tokenizer, bos_id)
+    longest, too_long = 0, []
+    for item in items:
+        prompt, run = item_positions(tokenizer, item, mode=mode, permute_options=permute_options, bos_id=bos)
+        longest = max(longest, run)
+        if context_length is not None and run > context_length:
+            too_long.append((item.uid, prompt, run))
+    if too_long:
+        uid, prompt, run = too_long[0]
+        more = f" ({len(too_long) - 1} more items are too long)" if len(too_long) > 1 else ""
+        raise InputError(f"BBQ item {uid}: its prompt ({prompt} tokens) and longest option need {run} positions, more "
+                         f"than the model's context of {context_length}{more}; use a model with a longer context or a "
+                         "suite without that item")
+    return longest
 
 
 def score_items(
@@ -367,6 +518,8 @@ def score_items(
     length_normalize: bool = False,
     permute_options: bool = False,
     prefix_cache_entries: int = DEFAULT_PREFIX_CACHE_ENTRIES,
+    bos_id=FROM_TOKENIZER,
+    context_length: int | None = None,
 ) -> tuple[list[ItemScore], float]:
     """Score BBQ items (objects with ``uid``, ``context``, ``question``, ``answers``) on ``decoder``.
 
@@ -381,23 +534,31 @@ def score_items(
         permute_options: ``letter`` only: sum over the 3 cyclic option orders.
         prefix_cache_entries: recent prompts whose KV caches are kept for prefix reuse (0 = no reuse across
             prompts; the prompt cache is still shared by an item's options).
+        bos_id: the model's BOS rule (:func:`with_bos`): the id to prepend to every prompt, or ``None``; default
+            :data:`FROM_TOKENIZER` (:func:`tokenizer_bos_id`).
+        context_length: the model's context in tokens; when given, every item is checked against it before the
+            first is scored (:func:`check_items_fit`).
 
     Returns:
         ``(scores, seconds)``: one ``ItemScore`` per item, and the wall time of scoring in seconds.
 
     Raises:
-        InputError: an invalid option combination (:func:`check_scoring_options`), or, in ``letter`` mode, a
-            tokenizer without single letter tokens (:func:`letter_prompt_ids`).
+        InputError: an invalid option combination (:func:`check_scoring_options`); in ``letter`` mode, a
+            tokenizer without single letter tokens (:func:`letter_prompt_ids`); an item longer than
+            ``context_length`` (:func:`check_items_fit`); a bad ``bos_id``.
     """
     check_scoring_options(mode, length_normalize, permute_options)
+    bos = resolve_bos_id(tokenizer, bos_id)
+    if context_length is not None:
+        check_items_fit(tokenizer, items, context_length, mode=mode, permute_options=permute_options, bos_id=bos)
     t0 = time.perf_counter()
     prefix = PrefixCache(decoder, prefix_cache_entries)
     scores: list[ItemScore] = []
     for i, item in enumerate(items):
         if mode == "loglik":
-            s = _score_loglik(prefix, tokenizer, item, length_normalize)
+            s = _score_loglik(prefix, tokenizer, item, length_normalize, bos)
         else:
-            s = _score_letter(prefix, tokenizer, item, permute_options)
+            s = _score_letter(prefix, tokenizer, item, permute_options, bos)
         scores.append(s)
         if on_item:
             on_item(i, s)

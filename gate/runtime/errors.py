@@ -1,6 +1,7 @@
 """Errors that prunegate reports to the user as one line, and the exit codes of every command."""
 
 import enum
+import errno
 
 
 class ExitCode(enum.IntEnum):
@@ -42,3 +43,20 @@ class InputError(Exception):
     The message is one line that names the input and says how to fix it. The CLI prints it as
     ``error: <message>`` and exits with code 2 (:attr:`ExitCode.INPUT`), without a traceback.
     """
+
+
+def error_kind(exc: BaseException) -> tuple[str, ExitCode, str]:
+    """How a failure is reported: ``(kind, exit code, one-line message)``.
+
+    ``input`` (an :class:`InputError`, exit 2), ``interrupted`` (Ctrl-C or SIGTERM, exit 130), ``disk-full``
+    (``ENOSPC``, exit 4, naming the file) or ``execution`` (any other exception, exit 4).
+    """
+    if isinstance(exc, InputError):
+        return "input", ExitCode.INPUT, str(exc).strip().splitlines()[0] if str(exc).strip() else "input error"
+    if not isinstance(exc, Exception):
+        return "interrupted", ExitCode.INTERRUPTED, f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = exc.filename or "the output or work directory"
+        return "disk-full", ExitCode.EXECUTION, (f"no space left on the device holding {where}; free space there, or "
+                                                  f"point --work-dir / --out at a larger disk")
+    return "execution", ExitCode.EXECUTION, f"{type(exc).__name__}: {exc}"
