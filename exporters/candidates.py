@@ -8,7 +8,10 @@ Grammar (lower-case, spaces ignored; the candidate's name is the spec without it
                                             weights of each row (0 < N < M)              e.g. sparsegpt:2:4
              | "structured:" RATIO          remove RATIO of the MLP neurons of every layer e.g. structured:0.3
     METHOD  := magnitude | random | wanda | sparsegpt
-    QUANT   := int8 | int4                  ONNX Runtime quantization of the exported artifact
+    QUANT   := int8 | int4                  ONNX Runtime quantization of the exported artifact, embedding
+                                            table and lm_head included
+             | int8-body | int4-body        the same for the decoder layers only; embedding table and
+                                            lm_head stay fp32 (exporters/quantize.py)
 
 Anything that names an existing path is a user checkpoint (a Hugging Face directory, a ``.gguf`` file or
 an optimum ONNX export directory), whatever it looks like. Upper case is refused with the lower-case spelling
@@ -30,7 +33,7 @@ UNSTRUCTURED_METHODS = ("magnitude", "random", "wanda", "sparsegpt")
 STRUCTURED_METHOD = "structured"
 BUILTIN_METHODS = (*UNSTRUCTURED_METHODS, STRUCTURED_METHOD)
 CALIBRATED_METHODS = ("wanda", "sparsegpt", STRUCTURED_METHOD)
-QUANTIZATIONS = ("int8", "int4")
+QUANTIZATIONS = ("int8", "int4", "int8-body", "int4-body")
 EXAMPLES = "magnitude:0.5, wanda:0.5, wanda:2:4, sparsegpt:0.5, structured:0.3, int8, int4, wanda:0.5+int8"
 _NUMBER = re.compile(r"[-+]?[0-9]*\.?[0-9]+(e-?[0-9]+)?", re.ASCII)
 _WHOLE = re.compile(r"[0-9]{1,9}", re.ASCII)
@@ -48,7 +51,7 @@ class CandidateSpec:
         sparsity: claimed fraction of pruned weights: the given value for unstructured pruning, ``N/M``
             for an ``N:M`` pattern, the neuron ratio for ``structured``; ``None`` for ``none``/checkpoints.
         pattern: ``(N, M)`` for N:M pruning, else ``None``.
-        quantization: ``"int8"``, ``"int4"`` or ``None``.
+        quantization: ``"int8"``, ``"int4"``, ``"int8-body"``, ``"int4-body"`` or ``None``.
         path: the checkpoint path for ``"checkpoint"``.
     """
 

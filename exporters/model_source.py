@@ -20,7 +20,9 @@ does and every disagreement with that metadata (GGUF) or with ``config.json`` / 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import mmap
 import struct
@@ -252,12 +254,14 @@ def checkpoint_for(source: ModelSource, work_dir: Path,
         meta = gguf_metadata(source.path)
         log(f"dequantizing {source.path.name} to fp32 (once; cached in {work_dir})")
         try:
-            tok = AutoTokenizer.from_pretrained(source.path.parent, gguf_file=source.path.name, local_files_only=True,
-                                                trust_remote_code=False)
-            model = AutoModelForCausalLM.from_pretrained(
-                source.path.parent, gguf_file=source.path.name, local_files_only=True, trust_remote_code=False,
-                dtype=torch.float32
-            )
+            # transformers' GGUF loader draws a tqdm bar per tensor on stderr: kept out of the log
+            with contextlib.redirect_stderr(io.StringIO()):
+                tok = AutoTokenizer.from_pretrained(source.path.parent, gguf_file=source.path.name,
+                                                    local_files_only=True, trust_remote_code=False)
+                model = AutoModelForCausalLM.from_pretrained(
+                    source.path.parent, gguf_file=source.path.name, local_files_only=True, trust_remote_code=False,
+                    dtype=torch.float32
+                )
         except Exception as exc:  # noqa: BLE001 -- transformers raises many types; the user needs the reason
             raise InputError(f"cannot load GGUF model {source.path}: {_one_line(exc)}") from None
         fixed = align_tokenizer_to_gguf(tok, meta)

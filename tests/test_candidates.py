@@ -34,6 +34,8 @@ TEXT = " ".join(f"The grandfather and the grandson were talking about phone numb
     ("int4", "none", None, None, "int4", None),
     ("wanda:0.5+int8", "wanda", 0.5, None, "int8", "unstructured"),
     (" wanda:2:4 + int4 ", "wanda", 0.5, (2, 4), "int4", "2:4"),
+    ("int8-body", "none", None, None, "int8-body", None),  # decoder layers only: embedding table and lm_head fp32
+    ("wanda:0.5+int4-body", "wanda", 0.5, None, "int4-body", "unstructured"),
 ])
 def test_valid_specs(spec, method, sparsity, pattern, quant, label):
     c = parse_candidate(spec)
@@ -65,6 +67,9 @@ def test_claims():
     ("structured:2:4", "one ratio"),
     ("wanda:0.5+int8+int4", "more than one quantization"),
     ("int8+int4", "more than one quantization"),
+    ("int8+int8-body", "more than one quantization"),
+    ("int8-body+wanda:0.5", "pruning first"),
+    ("int8-bodyy", "unknown method"),
     ("int8+wanda:0.5", "pruning first"),
     ("wanda:0.5+magnitude:0.5", "at most one pruning"),
     ("sparsegpt", "give the sparsity too"),

@@ -96,3 +96,69 @@ def test_the_parser_check_catches_bad_invocations():
 def test_documented_prunegate_commands_are_valid_invocations(line):
     expanded = re.sub(r"\$(\w+)", lambda m: ENV[m.group(1)], line)
     _parse(shlex.split(expanded)[1:])
+
+
+# ---------------------------------------------------------------- the composite action (action.yml at the root)
+
+
+def _action() -> dict:
+    return yaml.safe_load((ROOT / "action.yml").read_text())
+
+
+def _check_options() -> set[str]:
+    """Every long option of ``prunegate check``, read from the click command itself."""
+    return {o for p in cli.commands["check"].params for o in p.opts if o.startswith("--")}
+
+
+def _step(action: dict, step_id: str) -> dict:
+    return next(s for s in action["runs"]["steps"] if s.get("id") == step_id)
+
+
+def test_action_is_a_composite_action_that_publishes_the_outputs():
+    action = _action()
+    assert action["name"] and action["description"] and action["runs"]["using"] == "composite"
+    steps = action["runs"]["steps"]
+    assert all("uses" in s or ("run" in s and s.get("shell") == "bash") for s in steps)  # composite run steps need a shell
+    uses = [s["uses"].split("@")[0] for s in steps if "uses" in s]
+    assert uses[0] == "actions/setup-python" and "actions/upload-artifact" in uses
+    install = next(s["run"] for s in steps if "pip" in s.get("run", ""))
+    assert '-c "$GITHUB_ACTION_PATH/constraints.txt"' in install  # the repository's pins
+    assert (ROOT / "constraints.txt").is_file()
+    later = steps[steps.index(_step(action, "check")) + 1:]
+    assert all(s.get("if") == "always()" for s in later)  # summary, annotations, upload run whatever the gate said
+    script = "\n".join(s.get("run", "") for s in later)
+    assert '"$PG_OUT/report.md" >> "$GITHUB_STEP_SUMMARY"' in script
+    assert "report render --report \"$PG_OUT/report.json\" --format annotations" in script
+    upload = next(s for s in later if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["with"]["path"] == "${{ inputs.out }}"
+    assert later[-1]["run"].startswith("exit ") and "steps.check.outputs.exit-code" in later[-1]["env"]["PG_CODE"]
+
+
+def test_every_action_input_maps_to_a_check_option():
+    action = _action()
+    options = _check_options()
+    check = _step(action, "check")
+    script, env = check["run"], check["env"]
+    assert {"model", "candidates", "profile", "policy", "bbq-dir", "formats", "out"} <= set(action["inputs"])
+    for name, spec in action["inputs"].items():
+        m = re.match(r"Maps to `(--[a-z0-9-]+)`", spec["description"])
+        assert m, f"input {name}: its description must start with the check option it maps to"
+        option = m.group(1)
+        assert option in options, f"input {name} maps to {option}, which prunegate check does not have"
+        var = [k for k, v in env.items() if v == f"${{{{ inputs.{name} }}}}"]
+        assert len(var) == 1, f"input {name} must reach the script through exactly one environment variable"
+        assert re.search(rf'{re.escape(option)} "\$({var[0]}|spec)"', script), f"{option} is not passed ${var[0]}"
+    assert "${{" not in script  # inputs never spliced into the shell script (injection)
+
+
+def test_action_check_invocation_parses_with_the_real_cli():
+    action = _action()
+    check = _step(action, "check")
+    values = {"PG_MODEL": "models/dense", "PG_CANDIDATES": "x", "PG_PROFILE": "host", "PG_POLICY": "gate.toml",
+              "PG_BBQ_DIR": "data/bbq", "PG_PPL_FILE": "t.txt", "PG_FORMATS": "all", "PG_OUT": "o", "PG_WORK_DIR": "w",
+              "spec": "magnitude:0.5"}
+    assert set(check["env"]) | {"spec"} == set(values)
+    args = []
+    for m in re.finditer(r'(--[a-z0-9-]+) "\$(\w+)"', check["run"]):
+        args += [m.group(1), values[m.group(2)]]
+    _parse(["check", *args])  # unknown or malformed options raise

@@ -155,7 +155,6 @@ def run_parity(artifact: Path, rootfs: Path, prompts: Sequence[str] = DEFAULT_PR
         InputError: a bad artifact, tokenizer or root filesystem. RuntimeError: the emulated run failed.
     """
     from exporters.model_source import load_tokenizer
-
     from gate.device.remote import artifact_files, bundle_files
     from gate.runtime.device_runner import device_facts
     from gate.runtime.ort_decoder import OrtDecoder, SessionConfig
