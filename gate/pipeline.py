@@ -242,12 +242,16 @@ class Latency:
     """Latency and memory per variant (stage :func:`measure_latency`).
 
     Attributes:
-        bench: per variant name, the harness result (times in ms, memory in bytes, stability).
+        bench: per variant name, the harness result (times in ms, memory in bytes, stability); a candidate's
+            also holds ``paired_vs_dense``, the paired protocol's comparison with the baseline (see ``paired``).
         providers_used: execution providers the benchmark sessions ran on.
+        paired: per candidate name, :func:`gate.measure.harness.measure_paired`'s result (empty with
+            ``--bench-protocol processes``).
     """
 
     bench: dict[str, dict]
     providers_used: tuple[str, ...]
+    paired: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -484,7 +488,8 @@ def _run_stages(inputs: Inputs, plan: ExecutionPlan, target: ExecutionTarget, pr
     progress.artifacts = build_artifacts(inputs, log, progress=progress)
     arts = progress.artifacts
     progress.stats = _timed(progress, "artifact_stats", measure_artifact_stats, arts, opts.work_dir, session, log)
-    progress.latency = _timed(progress, "bench", measure_latency, arts, target, session, opts.bench, log)
+    progress.latency = _timed(progress, "bench", measure_latency, arts, target, session, opts.bench, log,
+                              policy=inputs.policy)
     progress.placement = _timed(progress, "op_placement", record_placement, arts, target, session, log)
     if inputs.ppl is not None:
         progress.perplexity = _timed(progress, "perplexity", measure_perplexity, arts, inputs.ppl, session, log,
@@ -720,10 +725,17 @@ def measure_artifact_stats(artifacts: Artifacts, work_dir: Path, session: Sessio
 
 
 def measure_latency(artifacts: Artifacts, target: ExecutionTarget, session: SessionConfig, settings: BenchSettings,
-                    log: Log) -> Latency:
-    """Latency and memory of every artifact on the target: fresh child processes, interleaved (protocol:
-    :mod:`gate.measure.harness`). Noisy phases (CV over ``settings.cv_limit`` after one re-run) are logged; the
-    results carry ``stability``."""
+                    log: Log, policy: Policy | None = None) -> Latency:
+    """Latency and memory of every artifact on the target, then each candidate against the baseline, paired.
+
+    1. Per artifact, fresh child processes, interleaved (protocol: :mod:`gate.measure.harness`): memory, and the
+       absolute latencies that budgets are checked against. Noisy phases (CV over ``settings.cv_limit`` after
+       one re-run) are logged; the results carry ``stability``.
+    2. With ``settings.protocol == "paired"`` (the default), each candidate and the baseline in one process,
+       interleaved in ABBA/BAAB blocks, until the decode speedup interval decides the ``efficiency.speedup``
+       margin of ``policy`` at its confidence, or ``settings.max_processes`` / ``settings.budget_s``
+       (:func:`gate.measure.harness.measure_paired`). The speedup checks use this comparison.
+    """
     where = "" if target.url is None else f" on {target.url}"
     log(f"measuring {len(artifacts.variants)} artifacts on ONNX Runtime{where} ({', '.join(session.providers)}, "
         f"{session.intra_op_threads} threads)")
@@ -734,7 +746,21 @@ def measure_latency(artifacts: Artifacts, target: ExecutionTarget, session: Sess
             log(f"warning: {a.name}: latency too noisy (CV > {settings.cv_limit:.0%} after one re-run) in {', '.join(unstable)}; "
                 "comparisons on these phases are marked unstable")
     used = tuple(sorted({p for a in artifacts.variants for p in bench[a.name]["providers_used"]}))
-    return Latency(bench=bench, providers_used=used)
+    paired: dict[str, dict] = {}
+    dense, candidates = artifacts.variants[0], artifacts.variants[1:]
+    if settings.protocol == "paired" and candidates:
+        check = policy.checks.get("efficiency.speedup") if policy is not None else None
+        margin = check.margin if check is not None and check.enabled and check.margin is not None else None
+        confidence = policy.statistics.confidence if policy is not None else 0.95
+        margins = {a.name: {"decode": float(margin)} for a in candidates} if margin is not None else {}
+        log(f"comparing {len(candidates)} candidate(s) with {dense.name}, paired and interleaved in one process "
+            f"(up to {settings.max_processes} processes each"
+            + (f", budget {settings.budget_s:g} s" if settings.budget_s is not None else "") + ")")
+        paired = target.measure_paired((dense.name, dense.onnx_dir / "model.onnx"),
+                                       [(a.name, a.onnx_dir / "model.onnx") for a in candidates], session, settings,
+                                       margins=margins, confidence=confidence, log=log)
+        bench = {**bench, **{n: {**bench[n], "paired_vs_dense": r} for n, r in paired.items()}}
+    return Latency(bench=bench, providers_used=used, paired=paired)
 
 
 def record_placement(artifacts: Artifacts, target: ExecutionTarget, session: SessionConfig, log: Log) -> Placement:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from gate.measure.harness import BenchSettings, measure_variants
+from gate.measure.harness import BenchSettings, measure_paired, measure_variants
 from gate.runtime.bbq_scoring import ItemScore, score_items
 from gate.runtime.ort_decoder import OrtDecoder, SessionConfig
 from gate.runtime.providers import op_placement
@@ -52,6 +52,12 @@ class ExecutionTarget(Protocol):
         """Latency and memory per variant name; the protocol and result shape of
         :func:`gate.measure.harness.measure_variants`."""
 
+    def measure_paired(self, baseline: tuple[str, Path], candidates: Sequence[tuple[str, Path]],
+                       session: SessionConfig, settings: BenchSettings, *, margins: dict[str, dict[str, float]],
+                       confidence: float, log: Log) -> dict[str, dict]:
+        """Each candidate's latency against the baseline's, paired and interleaved in one process, with sequential
+        stopping; the protocol and result shape of :func:`gate.measure.harness.measure_paired`."""
+
     def placement(self, onnx_dir: Path, session: SessionConfig) -> dict:
         """Per-operator execution-provider placement of ``onnx_dir/model.onnx`` (:func:`gate.runtime.providers.op_placement`)."""
 
@@ -84,6 +90,9 @@ class LocalTarget:
 
     def measure(self, models, session, settings, log):
         return measure_variants(models, session, settings, log=log)
+
+    def measure_paired(self, baseline, candidates, session, settings, *, margins, confidence, log):
+        return measure_paired(baseline, candidates, session, settings, margins=margins, confidence=confidence, log=log)
 
     def placement(self, onnx_dir: Path, session: SessionConfig) -> dict:
         return op_placement(Path(onnx_dir) / "model.onnx", session)

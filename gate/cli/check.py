@@ -17,7 +17,8 @@ def options_from_cli(kw: dict) -> CheckOptions:
     bench = BenchSettings(  # latency/memory protocol (gate.measure.harness)
         prompt_lengths=parse_prompt_lengths(kw.pop("prompt_lengths")), decode_context=kw.pop("decode_context"),
         min_runs=kw.pop("bench_min_runs"), min_seconds=kw.pop("bench_min_seconds"),
-        processes=kw.pop("bench_processes"), cv_limit=kw.pop("cv_limit"))
+        processes=kw.pop("bench_processes"), cv_limit=kw.pop("cv_limit"), protocol=kw.pop("bench_protocol"),
+        max_processes=kw.pop("bench_max_processes"), budget_s=kw.pop("bench_budget"))
     allow_fallback = kw.pop("allow_fallback", False)  # execution providers (gate.runtime.providers)
     device, device_options = device_options_from_cli(kw)  # remote device (gate.cli.device)
     calibration = {k: kw.pop(k, None) for k in ("calibration_file", "calibration_windows", "calibration_tokens")}  # compression

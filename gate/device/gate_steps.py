@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gate.device.remote import DeviceSpec, RemoteDevice
 from gate.device.ssh import SshOptions
-from gate.measure.harness import measure_variants
+from gate.measure.harness import measure_paired, measure_variants
 from gate.runtime.ort_decoder import SessionConfig
 from gate.runtime.providers import target_check
 
@@ -73,6 +73,18 @@ class DeviceTarget:
             result["measured_on"] = self.url
             result.setdefault("protocol", {})["environment"] = env
         return bench
+
+    def measure_paired(self, baseline, candidates, session: SessionConfig, settings, *, margins, confidence,
+                       log) -> dict[str, dict]:
+        """The paired protocol with every process on the device (both artifacts copied first)."""
+        self.device.use_session(session)
+        for _, model in [baseline, *candidates]:
+            self.device.ensure_artifact(Path(model).parent)
+        out = measure_paired(baseline, candidates, session, settings, margins=margins, confidence=confidence, log=log,
+                             run_child=self.device.run_bench_child)
+        for result in out.values():
+            result["measured_on"] = self.url
+        return out
 
     def placement(self, onnx_dir: Path, session: SessionConfig) -> dict:
         return self.device.placement(onnx_dir, session)

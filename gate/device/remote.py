@@ -296,7 +296,8 @@ class RemoteDevice:
 
         Args:
             name: variant name (messages).
-            request: the child's request; ``model_path`` (local) is replaced by the device's copy.
+            request: the child's request; ``model_path`` (or, in paired mode, each of ``model_paths``) is
+                replaced by the device's copy.
             timeout_s: the child's wall-clock limit (enforced on the device and locally).
 
         Returns:
@@ -306,8 +307,10 @@ class RemoteDevice:
             InputError, DeviceError: see :mod:`gate.device.ssh`.
         """
         bundle = self.ensure_bundle()
-        remote_model = self.ensure_artifact(Path(request["model_path"]).parent)
-        req = {**request, "model_path": remote_model}
+        if "model_paths" in request:  # paired mode: two artifacts in one process
+            req = {**request, "model_paths": [self.ensure_artifact(Path(p).parent) for p in request["model_paths"]]}
+        else:
+            req = {**request, "model_path": self.ensure_artifact(Path(request["model_path"]).parent)}
         cmd = self.device.python_command(["bench_child.py"], timeout_s=timeout_s, cwd=bundle)
         proc = self.device.run(cmd, f"benchmark of variant '{name}'", input_text=json.dumps(req),
                                timeout_s=timeout_s + self.device.options.connect_timeout_s + 30)

@@ -26,6 +26,7 @@ over SSH and runs it with the device's ``python3``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -38,10 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from gate.runtime.errors import InputError
 from gate.measure.latency_stats import PERCENTILE_METHOD, process_cv, summarize
+from gate.runtime.errors import InputError
 from gate.runtime.ort_decoder import SessionConfig
 
+PROCESSES_DEFAULT = {"paired": 2, "processes": 5}
+"""Default ``BenchSettings.processes`` per protocol: 2 is the fewest from which a between-process spread exists."""
 CHILD_SCRIPT = Path(__file__).resolve().parents[1] / "runtime" / "bench_child.py"
 _STDERR_TAIL_LINES = 20
 ChildRunner = Callable[[str, dict, float], dict]
@@ -60,12 +63,23 @@ class BenchSettings:
         min_runs: timed samples per phase per process, at least.
         min_seconds: timed seconds per phase per process, at least (both minimums must be met).
         max_seconds: hard cap per phase per process, seconds (the result records ``capped``).
-        processes: fresh child processes per variant, interleaved across variants.
+        processes: fresh child processes per variant, interleaved across variants (default
+            :data:`PROCESSES_DEFAULT`: 2 with the paired protocol, where they measure memory and the absolute
+            latencies of budgets, 5 with ``"processes"``, where they also carry the speedup comparison).
         cv_limit: largest acceptable coefficient of variation (std / mean) of one process's samples
             of one phase; above it the process is re-run once, then marked unstable.
         cpu_mem_arena: ORT ``enable_cpu_mem_arena`` (default on, as ORT).
         prepacking: ORT weight pre-packing (default on, as ORT; off = ``session.disable_prepacking``).
         timeout_s: wall-clock limit per child process, seconds.
+        protocol: how candidates are compared with the baseline: ``"paired"`` (:func:`measure_paired`, the
+            default) or ``"processes"`` (only the per-artifact processes of :func:`measure_variants`, compared
+            across processes by a two-stage bootstrap: valid on a quiet machine, noise under drifting load).
+        min_blocks: paired protocol (:func:`measure_paired`): ABBA/BAAB blocks per phase per process, at least
+            (``min_seconds`` and ``max_seconds`` apply too).
+        max_processes: paired protocol: the most processes per candidate; the error rate is spent over the
+            looks after processes 2..max_processes (:mod:`gate.measure.paired_timing`).
+        budget_s: paired protocol: stop adding processes when the next round would pass this many seconds
+            (``None`` = no budget); the comparisons still undecided are then INCONCLUSIVE.
 
     Defaults: a CI-sized version of the protocols of established benchmark tools: warm-up
     >= 2 runs and >= 1 s per phase (optimum-benchmark: 10 runs; LiteRT: 1 run and 0.5 s), timed
@@ -91,14 +105,21 @@ class BenchSettings:
     min_runs: int = 10
     min_seconds: float = 2.0
     max_seconds: float = 60.0
-    processes: int = 5
+    processes: int | None = None
     cv_limit: float = 0.15
     cpu_mem_arena: bool = True
     prepacking: bool = True
     timeout_s: float = 900.0
+    protocol: str = "paired"
+    min_blocks: int = 6
+    max_processes: int = 8
+    budget_s: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompt_lengths", tuple(int(x) for x in self.prompt_lengths))
+        if self.processes is None:  # the paired protocol compares speed itself: these processes measure memory
+            object.__setattr__(self, "processes", PROCESSES_DEFAULT[self.protocol] if self.protocol in
+                               PROCESSES_DEFAULT else 5)
         if not self.prompt_lengths or min(self.prompt_lengths) < 1 or len(set(self.prompt_lengths)) != len(self.prompt_lengths):
             raise InputError(f"bench setting prompt_lengths {list(self.prompt_lengths)}: give distinct token counts >= 1, e.g. 128,512")
         for name in ("min_runs", "processes"):
@@ -111,6 +132,15 @@ class BenchSettings:
             raise InputError(f"bench setting max_seconds ({self.max_seconds}) must be >= min_seconds ({self.min_seconds}) and > 0")
         if not self.cv_limit > 0:
             raise InputError(f"bench setting cv_limit must be > 0 (e.g. 0.15 = 15 %), got {self.cv_limit}")
+        if self.protocol not in ("paired", "processes"):
+            raise InputError(f"--bench-protocol {self.protocol!r}: use paired or processes")
+        if self.min_blocks < 1:
+            raise InputError(f"bench setting min_blocks must be >= 1, got {self.min_blocks}")
+        if self.max_processes < 2:
+            raise InputError(f"--bench-max-processes {self.max_processes}: must be >= 2 (one process shows no "
+                             "between-process spread)")
+        if self.budget_s is not None and not (math.isfinite(self.budget_s) and self.budget_s > 0):
+            raise InputError(f"--bench-budget {self.budget_s}: must be a positive number of seconds")
         if not self.timeout_s > 0:
             raise InputError(f"bench setting timeout_s must be > 0, got {self.timeout_s}")
 
@@ -491,3 +521,149 @@ def measure_variants(
 
     return {name: _aggregate(paths[name], results[name], attempts[name], session, settings, protocol, wall[name])
             for name in names}
+
+
+PAIRED_PROTOCOL = "paired-interleaved"
+
+
+def measure_paired(
+    baseline: tuple[str, Path],
+    candidates: Sequence[tuple[str, Path]],
+    session: SessionConfig,
+    settings: BenchSettings,
+    *,
+    margins: dict[str, dict[str, float]] | None = None,
+    confidence: float = 0.95,
+    log: Callable[[str], Any] = print,
+    run_child: ChildRunner = run_local_child,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, dict]:
+    """Compare each candidate's latency with the baseline's, paired and interleaved, stopping when decided.
+
+    Protocol (statistics and sources in :mod:`gate.measure.paired_timing`): round after round, one fresh
+    process per still-undecided candidate (candidates in a seeded random order) holds the baseline and that
+    candidate and times every phase in ABBA/BAAB blocks (:func:`gate.runtime.bench_child.run_paired`). After
+    each round from the second on, every phase's speedup interval is computed at that look's share of the
+    error rate; a candidate stops when every phase that has a margin is decided (its interval excludes the
+    margin), at ``settings.max_processes``, or when the next round would pass ``settings.budget_s`` (at least
+    two processes are always measured: one shows no between-process spread).
+
+    Args:
+        baseline: ``(name, path to model.onnx)``.
+        candidates: ``(name, path)`` pairs; names unique and different from the baseline's.
+        session: ONNX Runtime session configuration (the same for both models).
+        settings: ``prompt_lengths``, ``decode_context``, warm-up, ``min_blocks``, ``min_seconds``,
+            ``max_seconds`` per phase, ``max_processes``, ``budget_s``, ``timeout_s``.
+        margins: per candidate, ``{phase: speedup margin (x)}`` the gate compares with (e.g.
+            ``{"decode": 1.10}``); phases without a margin are reported, not waited for.
+        confidence: the policy's confidence; ``1 - confidence`` is spent over the looks.
+        log: progress lines.
+        run_child: runs one child request (default: a local subprocess; a device passes its own).
+        clock: seconds, monotonic (tests pass a fake one).
+
+    Returns:
+        Per candidate name, a JSON-ready dict: ``protocol``, ``baseline``, ``phases`` (per phase: ``speedup``,
+        ``ci_low``, ``ci_high`` (x), ``alpha``, ``n_processes``, ``n_blocks``, ``margin``, ``decided``
+        (``"above"``/``"below"``/``None``), ``processes_needed``), ``stop_reason`` (``"decided"``,
+        ``"max_processes"``, ``"budget"``), ``looks`` (the decode interval at every look), ``per_process`` (pid,
+        load ms, load averages, wall s, raw blocks and orders), ``confidence``, ``spending``, ``max_processes``,
+        ``budget_s``, ``wall_s``, ``method``.
+
+    Raises:
+        InputError: duplicate names, or an unavailable execution provider (before anything runs).
+        RuntimeError: a child failed (the message names the candidate).
+    """
+    from gate.measure.paired_timing import SPENDING, look, look_alphas
+
+    names = [baseline[0]] + [n for n, _ in candidates]
+    if len(set(names)) != len(names):
+        raise InputError(f"bench variant names must be unique, got {names}")
+    _check_providers(session.providers)
+    margins = margins or {}
+    alphas = look_alphas(settings.max_processes, 1 - confidence)
+    base_path = str(Path(baseline[1]).resolve())
+    paths = {n: str(Path(p).resolve()) for n, p in candidates}
+    session_json = {"providers": list(session.providers), "intra_op_threads": session.intra_op_threads,
+                    "graph_optimization": session.graph_optimization, "allow_spinning": session.allow_spinning,
+                    "cpu_mem_arena": settings.cpu_mem_arena, "prepacking": settings.prepacking}
+    # prefill is compared at the shortest prompt length only (each length's absolute latency is measured per
+    # artifact by measure_variants); decode is what the speedup check gates
+    child_settings = {"prompt_lengths": [min(settings.prompt_lengths)], "decode_context": settings.decode_context,
+                      "warmup_min_runs": settings.warmup_min_runs, "warmup_min_seconds": settings.warmup_min_seconds,
+                      "min_blocks": settings.min_blocks, "min_seconds": settings.min_seconds,
+                      "max_seconds": settings.max_seconds}
+    rng = np.random.default_rng(0)
+    results: dict[str, list[dict]] = {n: [] for n in paths}
+    looks: dict[str, list] = {n: [] for n in paths}
+    stop: dict[str, str | None] = {n: None for n in paths}
+    t_start = clock()
+    proc_s: list[float] = []  # wall seconds of each paired process so far
+    for k in range(1, settings.max_processes + 1):
+        active = [n for n in paths if stop[n] is None]
+        if not active:
+            break
+        if settings.budget_s is not None and k > 2:
+            projected = clock() - t_start + float(np.mean(proc_s)) * len(active)
+            if projected > settings.budget_s:
+                for n in active:
+                    stop[n] = "budget"
+                log(f"bench: --bench-budget {settings.budget_s:g} s would be passed by another round; stopping")
+                break
+        for n in [active[i] for i in rng.permutation(len(active))]:
+            log(f"bench: paired process {k}/{settings.max_processes}: {baseline[0]} vs {n}")
+            request = {"mode": "paired", "model_paths": [base_path, paths[n]], "session": session_json,
+                       "settings": child_settings, "seed": int(k)}
+            t_proc = clock()
+            results[n].append(run_child(n, request, settings.timeout_s))
+            proc_s.append(clock() - t_proc)
+        if k < 2:
+            continue
+        for n in active:
+            lk = look([{ph: r["phases"][ph]["blocks"] for ph in r["phases"]} for r in results[n]], alphas[k - 2],
+                      margins.get(n, {}))
+            looks[n].append(lk)
+            d = lk.intervals.get("decode")
+            if d is not None:
+                log(f"bench:   {n}: decode speedup {d.speedup:.3f}x [{d.ci_low:.3f}, {d.ci_high:.3f}] "
+                    f"after {k} processes (look error rate {lk.alpha:.4f})")
+            if lk.all_decided:
+                stop[n] = "decided"
+    wall = clock() - t_start
+    out: dict[str, dict] = {}
+    for n in paths:
+        final = looks[n][-1] if looks[n] else None
+        reason = stop[n] or "max_processes"
+        phases = {}
+        if final is not None:
+            for ph, iv in final.intervals.items():
+                m = margins.get(n, {}).get(ph)
+                phases[ph] = {"speedup": iv.speedup, "ci_low": iv.ci_low, "ci_high": iv.ci_high, "alpha": iv.alpha,
+                              "n_processes": iv.n_processes, "n_blocks": iv.n_blocks, "sd_log_between_processes":
+                              None if math.isnan(iv.sd_log) else iv.sd_log, "margin": m,
+                              "decided": None if m is None else iv.decides(m),
+                              "processes_needed": None if m is None or iv.decides(m) else
+                              iv.processes_needed(m, alphas[-1])}
+        out[n] = {
+            "protocol": PAIRED_PROTOCOL,
+            "baseline": baseline[0],
+            "phases": phases,
+            "stop_reason": reason,
+            "looks": [{"n_processes": lk.n_processes, "alpha": lk.alpha,
+                       **({"decode": {"speedup": lk.intervals["decode"].speedup, "ci_low": lk.intervals["decode"].ci_low,
+                                      "ci_high": lk.intervals["decode"].ci_high}} if "decode" in lk.intervals else {})}
+                      for lk in looks[n]],
+            "per_process": [{"pid": r["pid"], "load_ms": r["load_ms"], "load_order": r["load_order"],
+                             "load_average_1m": r["load_average_1m"], "wall_s": r["wall_s"],
+                             "phases": {ph: {"blocks": v["blocks"], "orders": v["orders"], "capped": v["capped"]}
+                                        for ph, v in r["phases"].items()}} for r in results[n]],
+            "providers_used": results[n][0]["providers_used"] if results[n] else None,
+            "confidence": confidence,
+            "spending": SPENDING,
+            "max_processes": settings.max_processes,
+            "budget_s": settings.budget_s,
+            "wall_s": wall,
+            "method": "speedup = exp(-mean over processes of the mean block log(candidate ms / baseline ms)); "
+                      "blocks of 4 runs ABBA/BAAB (seeded) in one process holding both sessions; Student-t interval "
+                      "over processes at the look's error rate (Lan-DeMets spending); Kalibera & Jones 2013",
+        }
+    return out

@@ -38,6 +38,20 @@ Protocol (per process):
 Prefill sample: ``prompt_length`` tokens from an empty KV cache, batch 1. Decode sample: one token
 after a fixed ``decode_context``-token KV cache (the same cache every sample), batch 1, i.e. the
 per-token decode latency at that context length. Token ids come from ``numpy.random.default_rng(seed)``.
+
+**Paired mode** (``"mode": "paired"``, :func:`run_paired`): the request names two models,
+``"model_paths": [baseline, candidate]``, and ``settings`` has ``min_blocks`` instead of ``min_runs``. Both
+sessions live in this one process and see the same inputs; after an interleaved warm-up, each phase is timed
+in *blocks* of four runs in the order A B B A or B A A B (chosen by the seeded generator, block by block),
+until ``min_blocks`` blocks and ``min_seconds`` have passed (cap ``max_seconds``). A block's statistic is the
+ratio of the candidate's two run times to the baseline's two: a linear drift of the machine's speed within
+the block cancels out of it, and both models meet the same background load at the same moments. This is
+the paired, interleaved design of the benchmarking literature: Google Benchmark's
+``--benchmark_enable_random_interleaving`` (repetitions in random order, so that neither side keeps one
+position under drifting load), the within-pair ratio of paired A/B benchmarking (tango-bench), and
+Kalibera & Jones 2013, "Rigorous Benchmarking in Reasonable Time" (ISMM), on ratios and repetition at
+several levels. Memory is not measured in this mode (two sessions share the process): the per-artifact
+protocol above measures it in a process of its own.
 """
 
 from __future__ import annotations
@@ -352,6 +366,134 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _block_orders(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` block orders, each ``"ABBA"`` or ``"BAAB"`` with probability 1/2 (seeded)."""
+    return ["ABBA" if bit else "BAAB" for bit in rng.integers(0, 2, size=n)]
+
+
+def timed_blocks(run_a: Callable[[], Any], run_b: Callable[[], Any], rng: np.random.Generator, min_blocks: int,
+                 min_seconds: float, max_seconds: float) -> tuple[list[list[float]], list[str], bool]:
+    """Time blocks of four runs, ``ABBA`` or ``BAAB`` (seeded), until ``min_blocks`` blocks *and*
+    ``min_seconds`` have passed, or ``max_seconds`` (a hard cap; at least one block is always timed).
+
+    Args:
+        run_a, run_b: one run of the baseline / the candidate (inputs built beforehand).
+        rng: the generator that picks each block's order.
+        min_blocks, min_seconds, max_seconds: the stopping rule of :func:`timed_loop`, counted in blocks.
+
+    Returns:
+        ``(blocks, orders, capped)``: per block ``[a_ms, b_ms]``, the sum of the baseline's two run times and
+        the sum of the candidate's, milliseconds (``time.perf_counter_ns``); each block's order; whether the cap
+        stopped the loop before both minimums were met.
+    """
+    blocks: list[list[float]] = []
+    orders: list[str] = []
+    start = time.perf_counter_ns()
+    cap_ns, min_ns = int(max_seconds * 1e9), int(min_seconds * 1e9)
+    pending: list[str] = []
+    while True:
+        now = time.perf_counter_ns()
+        if len(blocks) >= min_blocks and now - start >= min_ns:
+            return blocks, orders, False
+        if now - start >= cap_ns and blocks:
+            return blocks, orders, True
+        if not pending:
+            pending = _block_orders(rng, 16)
+        order = pending.pop()
+        total = {"A": 0.0, "B": 0.0}
+        for who in order:
+            fn = run_a if who == "A" else run_b
+            t = time.perf_counter_ns()
+            fn()
+            total[who] += (time.perf_counter_ns() - t) / 1e6
+        blocks.append([total["A"], total["B"]])
+        orders.append(order)
+
+
+def run_paired(request: dict[str, Any]) -> dict[str, Any]:
+    """Time a baseline and a candidate in this one process, interleaved in ABBA/BAAB blocks (module docstring).
+
+    Args:
+        request: the parsed JSON request: ``model_paths`` ``[baseline, candidate]``, ``session``, ``settings``
+            (``prompt_lengths``, ``decode_context``, ``warmup_min_runs``, ``warmup_min_seconds``, ``min_blocks``,
+            ``min_seconds``, ``max_seconds``), ``seed``.
+
+    Returns:
+        A JSON-ready dict: ``load_ms`` ``[baseline, candidate]`` (ms; loaded in the seeded ``load_order``);
+        ``phases``: ``{"prefill_<L>" | "decode": {"kind", "prompt_tokens" | "context_tokens", "blocks":
+        [[a_ms, b_ms], ...], "orders": ["ABBA" | "BAAB", ...], "capped", "warmup_runs"}}``; ``providers_used``
+        per model; ``vocab_size``; ``pid``; ``wall_s``; ``load_average_1m`` at the start and at the end.
+
+    Raises:
+        KeyError/ValueError: a malformed request; whatever ORT raises for a bad model.
+    """
+    wall0 = time.perf_counter_ns()
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    s, sess = request["settings"], request["session"]
+    paths = list(request["model_paths"])
+    if len(paths) != 2:
+        raise ValueError("paired mode needs model_paths [baseline, candidate]")
+    lengths = sorted({int(x) for x in s["prompt_lengths"]}, reverse=True)
+    if not lengths or lengths[-1] < 1 or int(s["decode_context"]) < 0:
+        raise ValueError("prompt_lengths must be >= 1 and decode_context >= 0")
+    ctx = int(s["decode_context"])
+    wu_runs, wu_s = int(s["warmup_min_runs"]), float(s["warmup_min_seconds"])
+    min_blocks, min_s, max_s = int(s["min_blocks"]), float(s["min_seconds"]), float(s["max_seconds"])
+    rng = np.random.default_rng(int(request.get("seed", 0)))
+
+    load_order = [0, 1] if rng.integers(0, 2) else [1, 0]
+    sessions: list[Any] = [None, None]
+    load_ms = [0.0, 0.0]
+    for i in load_order:
+        t0 = time.perf_counter_ns()
+        sessions[i] = ort.InferenceSession(paths[i], session_options(sess), providers=list(sess["providers"]))
+        load_ms[i] = (time.perf_counter_ns() - t0) / 1e6
+    feeds = [Feeds(x) for x in sessions]
+    vocab = min(_vocab_size(x, f, request.get("vocab_size"))[0] for x, f in zip(sessions, feeds))
+    prompt_ids = {L: rng.integers(0, vocab, size=(1, L), dtype=np.int64) for L in lengths}
+    context_ids = rng.integers(0, vocab, size=(1, ctx), dtype=np.int64)
+    next_id = rng.integers(0, vocab, size=(1, 1), dtype=np.int64)
+
+    def phase_feeds(k: int) -> list[tuple[str, dict[str, Any], dict[str, np.ndarray]]]:
+        f, x = feeds[k], sessions[k]
+        cache = dict(zip(f.past, x.run(f.presents, f.build(context_ids, None)))) if ctx else None
+        out = [(f"prefill_{L}", {"kind": "prefill", "prompt_tokens": L}, f.build(prompt_ids[L], None)) for L in lengths]
+        return [*out, ("decode", {"kind": "decode", "context_tokens": ctx, "new_tokens": 1}, f.build(next_id, cache))]
+
+    per_model = [phase_feeds(0), phase_feeds(1)]
+    phases: dict[str, dict[str, Any]] = {}
+    for (name, meta, fa), (_, _, fb) in zip(*per_model):
+        def run_a(fa=fa):
+            return sessions[0].run(None, fa)
+
+        def run_b(fb=fb):
+            return sessions[1].run(None, fb)
+
+        warm, _, _ = timed_blocks(run_a, run_b, rng, max(1, (wu_runs + 1) // 2), wu_s, max(max_s, wu_s))
+        gc.collect()
+        gc.disable()
+        try:
+            blocks, orders, capped = timed_blocks(run_a, run_b, rng, min_blocks, min_s, max_s)
+        finally:
+            gc.enable()
+        phases[name] = {**meta, "blocks": blocks, "orders": orders, "capped": capped, "warmup_runs": 2 * len(warm)}
+    return {
+        "mode": "paired",
+        "pid": os.getpid(),
+        "load_order": load_order,
+        "load_ms": load_ms,
+        "phases": phases,
+        "providers_used": [x.get_providers() for x in sessions],
+        "vocab_size": vocab,
+        "onnxruntime_version": ort.__version__,
+        "machine": platform.machine(),
+        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_imported": "torch" in sys.modules,
+        "load_average_1m": [load0, os.getloadavg()[0] if hasattr(os, "getloadavg") else None],
+        "wall_s": (time.perf_counter_ns() - wall0) / 1e9,
+    }
+
+
 def main() -> int:
     """Entry point: JSON request on stdin, JSON result on the real stdout, exit code 0 on success."""
     # Keep fd 1 for the result only: anything else that writes to stdout (Python or native code)
@@ -360,7 +502,8 @@ def main() -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     try:
-        result = run(json.load(sys.stdin))
+        request = json.load(sys.stdin)
+        result = run_paired(request) if request.get("mode") == "paired" else run(request)
     except Exception as exc:  # noqa: BLE001 -- any failure: the parent quotes the tail of stderr: end it with one clear line
         traceback.print_exc()
         print(f"bench_child: error: {type(exc).__name__}: {exc}", file=sys.stderr)
