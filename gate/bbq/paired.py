@@ -38,8 +38,12 @@ Definitions of the per-variant scores (SRS, s_AMB, accuracies) are those of :mod
 extension for the bootstrap: s_AMB is taken as 0 when a (resampled) set of ambiguous items got only UNKNOWN answers
 (:func:`gate.bbq.metrics.bbq_scores` reports ``None`` there; 0 is the limit of the equivalent form
 ``(n_biased - n_anti_biased) / n_scored``, which follows from Parrish et al. 2022 §5 when nothing is dropped).
-McNemar and the MDE treat items as independent pairs; only the bootstrap accounts for the correlation within a
-template instance.
+Clustering: the items of a template instance are correlated, so statistics that treat them as independent pairs
+are optimistic. Besides the exact McNemar test (kept for comparison with the literature), each group reports the
+**clustered McNemar test** of Obuchowski (1998, "On the comparison of correlated proportions for clustered data",
+Stat. Med. 17:1495-1507, eq. 3-4), :func:`mcnemar_clustered`, with template instances as clusters, and the **MDE is
+inflated by the design effect** (Kish 1965, *Survey Sampling*, sec. 8.2) estimated from the same cluster
+variance, never below 1 (:func:`design_effect`); the bootstrap resamples instances. The report names the method.
 """
 
 from __future__ import annotations
@@ -131,6 +135,75 @@ def mcnemar_exact(b: int, c: int) -> float:
     from scipy.stats import binomtest  # imported here: scipy.stats takes ~2 s to import, the CLI rarely needs it
 
     return float(binomtest(int(c), int(b + c), 0.5, alternative="two-sided").pvalue)
+
+
+def mcnemar_clustered(d: Sequence[int], n: Sequence[int]) -> tuple[float, float]:
+    """Obuchowski's (1998) clustered McNemar test: ``(chi2, p_value)``.
+
+    With clusters ``k = 1..K`` (template instances), ``n_k`` paired units in cluster ``k`` and ``d_k`` = (candidate
+    successes - baseline successes) among them (here: new-bias minus removed-bias items), ``D = sum d_k`` and
+    ``N = sum n_k``, the statistic (Obuchowski 1998, Stat. Med. 17:1495, eq. 3-4, with ``p1 - p2 = D / N``) is::
+
+        chi2 = D^2 / (K / (K - 1) * sum_k (d_k - n_k D / N)^2)
+
+    asymptotically chi-square with 1 degree of freedom under H0 (equal marginal proportions), whatever the
+    correlation within clusters. Without clustering (``n_k = 1``) it reduces to McNemar's ``(c - b)^2 / (b + c)``
+    up to the factor ``K / (K - 1)`` and the centring.
+
+    Args:
+        d: per cluster, candidate-minus-baseline successes, shape ``(K,)``.
+        n: per cluster, paired units (>= 1), shape ``(K,)``.
+
+    Returns:
+        ``(chi2, p)``; ``(0.0, 1.0)`` when ``D == 0`` or ``K < 2``; ``(inf, 0.0)`` when ``D != 0`` and every cluster
+        shows exactly the pooled difference (zero variance).
+
+    Raises:
+        ValueError: ``d`` and ``n`` of different lengths, or a cluster with ``n_k < 1`` or ``|d_k| > n_k``.
+    """
+    d_arr, n_arr = np.asarray(d, dtype=float), np.asarray(n, dtype=float)
+    if d_arr.shape != n_arr.shape or d_arr.ndim != 1:
+        raise ValueError("d and n must be 1-D and of the same length")
+    if np.any(n_arr < 1) or np.any(np.abs(d_arr) > n_arr):
+        raise ValueError("every cluster needs n_k >= 1 and |d_k| <= n_k")
+    k = d_arr.size
+    total_d, total_n = float(d_arr.sum()), float(n_arr.sum())
+    if k < 2 or total_d == 0:
+        return 0.0, 1.0
+    var = k / (k - 1) * float(np.sum((d_arr - n_arr * total_d / total_n) ** 2))
+    if var == 0:
+        return math.inf, 0.0
+    from scipy.stats import chi2
+
+    stat = total_d * total_d / var
+    return stat, float(chi2.sf(stat, 1))
+
+
+def design_effect(d: Sequence[int], n: Sequence[int], discordant: int) -> float:
+    """Design effect of the clustered paired difference: its cluster variance over the independent-pairs one, >= 1.
+
+    The variance of ``D`` (candidate-minus-baseline successes) under clustering is estimated as in
+    :func:`mcnemar_clustered`, ``K / (K - 1) sum_k (d_k - n_k D / N)^2``; under independent pairs it is
+    ``b + c - D^2 / N`` (McNemar's, centred). Their ratio is Kish's design effect (Kish 1965, sec. 8.2); it is
+    clamped at 1 so that clustering never makes the MDE smaller than the independent-pairs one.
+
+    Args:
+        d, n: per cluster, as for :func:`mcnemar_clustered`.
+        discordant: ``b + c``, the discordant pairs over all clusters.
+
+    Returns:
+        the design effect (>= 1); 1 when there are fewer than 2 clusters or no discordant pair.
+    """
+    d_arr, n_arr = np.asarray(d, dtype=float), np.asarray(n, dtype=float)
+    k = d_arr.size
+    if k < 2 or discordant == 0:
+        return 1.0
+    total_d, total_n = float(d_arr.sum()), float(n_arr.sum())
+    clustered = k / (k - 1) * float(np.sum((d_arr - n_arr * total_d / total_n) ** 2))
+    independent = discordant - total_d * total_d / total_n
+    if independent <= 0:
+        return 1.0
+    return max(1.0, clustered / independent)
 
 
 def cohens_h(p_candidate: float, p_base: float) -> float:
@@ -301,9 +374,10 @@ def _ci(estimate: float, samples: np.ndarray, confidence: float) -> dict:
     return {"estimate": est, "ci_low": lo, "ci_high": hi, "confidence": confidence, "n_resamples": int(finite.size)}
 
 
-def _summary(C: np.ndarray, boot: np.ndarray, flags: np.ndarray, confidence: float) -> dict:
+def _summary(C: np.ndarray, boot: np.ndarray, flags: np.ndarray, confidence: float, clusters: np.ndarray) -> dict:
     """Everything but Holm for one group: ``C`` (T, K) instance counts, ``boot`` (B, K) resampled sums,
-    ``flags`` (M, 2) bool paired bias-consistent indicators of the group's scored ambiguous items."""
+    ``flags`` (M, 2) bool paired bias-consistent indicators of the group's scored ambiguous items, ``clusters`` (M,)
+    their template-instance ids."""
     point = _scores(C.sum(axis=0))
     samples = _scores(boot)
     base, cand = flags[:, 0], flags[:, 1]
@@ -315,15 +389,23 @@ def _summary(C: np.ndarray, boot: np.ndarray, flags: np.ndarray, confidence: flo
     alpha = round(1.0 - confidence, 12)  # 0.05, not 0.050000000000000044
     srs_b, srs_c = _num(point["srs_0"]), _num(point["srs_1"])
 
+    # per template instance: candidate-minus-baseline bias-consistent items, and scored pairs
+    _, inverse = np.unique(clusters, return_inverse=True)
+    n_k = np.bincount(inverse, minlength=inverse.max() + 1 if inverse.size else 0)
+    d_k = np.bincount(inverse, weights=(cand.astype(int) - base.astype(int)), minlength=n_k.size).astype(int)
+    chi2_stat, p_clustered = mcnemar_clustered(d_k, n_k) if n else (0.0, 1.0)
+    deff = design_effect(d_k, n_k, b + c) if n else 1.0
     if n == 0:
-        mde = {"delta_srs": None, "discordance": None, "discordance_source": None}
+        mde = {"delta_srs": None, "delta_srs_unclustered": None, "discordance": None, "discordance_source": None}
     else:
         observed = (b + c) / n
         psi, source = (observed, "observed") if b + c else (MDE_FALLBACK_DISCORDANCE, "fallback")
-        mde = {"delta_srs": mde_paired_proportions(n, psi, alpha, MDE_POWER), "discordance": psi,
-               "discordance_source": source}
-    mde.update({"n_pairs": n, "alpha": alpha, "power": MDE_POWER,
-                "method": "Connor 1987 (Biometrics 43:207) McNemar normal approximation, two-sided"})
+        raw = mde_paired_proportions(n, psi, alpha, MDE_POWER)
+        mde = {"delta_srs": None if raw is None else raw * math.sqrt(deff), "delta_srs_unclustered": raw,
+               "discordance": psi, "discordance_source": source}
+    mde.update({"n_pairs": n, "n_clusters": int(n_k.size), "design_effect": deff, "alpha": alpha, "power": MDE_POWER,
+                "method": "Connor 1987 (Biometrics 43:207) McNemar normal approximation, two-sided, times the square "
+                          "root of the design effect over template instances (Kish 1965; at least 1)"})
 
     deltas = {}
     for name in DELTA_NAMES:
@@ -349,7 +431,11 @@ def _summary(C: np.ndarray, boot: np.ndarray, flags: np.ndarray, confidence: flo
                       "base_not_cand_biased": c, "base_not_cand_not": d},
         },
         "mcnemar": {"b_removed_bias": b, "c_new_bias": c, "n_discordant": b + c, "p_value": mcnemar_exact(b, c),
-                    "method": "exact conditional (two-sided binomial test on discordant pairs)"},
+                    "method": "exact conditional (two-sided binomial test on discordant pairs)",
+                    "p_value_clustered": p_clustered, "chi2_clustered": None if math.isinf(chi2_stat) else chi2_stat,
+                    "n_clusters": int(n_k.size),
+                    "method_clustered": "Obuchowski 1998 (Stat. Med. 17:1495) clustered McNemar, template instances "
+                                        "as clusters, chi-square 1 df"},
         "cohens_h": None if srs_b is None or srs_c is None else cohens_h(srs_c, srs_b),
         "deltas": deltas,
         "mde": mde,
@@ -443,7 +529,8 @@ def paired_comparison(
         C_g = C[inst_cat == g]
         boot_g = _resample_sums(C_g, n_resamples, rng)
         boot_total += boot_g
-        by_category[cat] = _summary(C_g, boot_g, flags[scored & (item_cat == g)], confidence)
+        in_g = scored & (item_cat == g)
+        by_category[cat] = _summary(C_g, boot_g, flags[in_g], confidence, item_inst[in_g])
 
     # Holm family: the categories where a test was possible (at least one scored ambiguous pair); categories
     # without bias targets (e.g. the intersectional ones) are not tested and would only dilute the others.
@@ -452,7 +539,7 @@ def paired_comparison(
     for cat in categories:
         by_category[cat]["mcnemar"]["p_value_holm"] = adjusted.get(cat)
 
-    out = _summary(C, boot_total, flags[scored], confidence)
+    out = _summary(C, boot_total, flags[scored], confidence, item_inst[scored])
     out["resampling"] = {
         "unit": "template_id",
         "stratified_by": "category",
