@@ -48,6 +48,7 @@ from gate.measure.harness import BenchSettings
 from gate.measure.perplexity import PerplexitySettings
 from gate.policy.decision import Decision, decide
 from gate.policy.file import Policy, load_policy
+from gate.progress import report_progress
 from gate.report.build import SCHEMA_URI, SCHEMA_VERSION
 from gate.report.out_dir import claim_out_dir
 from gate.report.outputs import FORMATS as REPORT_FORMATS
@@ -676,7 +677,8 @@ def build_artifacts(inputs: Inputs, log: Log, progress: _Progress | None = None)
     plan: list[tuple[str, str, CandidateSpec | None]] = [("dense", "baseline", None)]
     first_warnings = ckpt_warnings  # the dense checkpoint's cache warning goes with the dense artifact
     plan += [(s.spec, "candidate", s) for s in inputs.specs]
-    for name, role, spec in plan:
+    for i, (name, role, spec) in enumerate(plan):
+        report_progress(log, "artifacts", i, len(plan), "artifacts")
         onnx_dir, entry, warnings = _build_artifact(name, role, spec, opts, inputs.source, dense_ckpt, inputs.cand_sources,
                                                     tokenizer, log, calibration=calibration)
         progress.built.append(Artifact(name=name, role=role, spec=spec, onnx_dir=onnx_dir, entry=entry,
@@ -687,6 +689,7 @@ def build_artifacts(inputs: Inputs, log: Log, progress: _Progress | None = None)
 
         first = inputs.suite[0]
         letter_prompt_ids(tokenizer, build_letter_prompt(tokenizer, first.context, first.question, first.answers), bos_id)
+    report_progress(log, "artifacts", len(plan), len(plan), "artifacts")
     progress.timings["artifacts"] = time.time() - t
     return Artifacts(variants=tuple(progress.built), tokenizer=tokenizer, bos_id=bos_id, tokenization=tokenization)
 
@@ -714,6 +717,7 @@ def measure_artifact_stats(artifacts: Artifacts, work_dir: Path, session: Sessio
 
         def build(_out: Path, a=a, claimed=claimed) -> dict:
             log(f"measuring sparsity and size of {a.name}")
+            report_progress(log, "size accounting", artifacts.variants.index(a), len(artifacts.variants), "artifacts")
             inv = load_inventory(a.onnx_dir)
             return {"sparsity": onnx_sparsity(a.onnx_dir, claimed, inventory=inv),
                     "size": size_accounting(a.onnx_dir, inventory=inv, session=session)}
@@ -721,6 +725,7 @@ def measure_artifact_stats(artifacts: Artifacts, work_dir: Path, session: Sessio
         _, stats = cached_dir(work_dir, "artifact-stats-v1", key, build, log)
         out[a.name] = ArtifactStats(sparsity=stats["sparsity"], size={**stats["size"], "reused": stats["reused"]},
                                     warnings=tuple(w for w in [stats.get(INTEGRITY_WARNING)] if w))
+    report_progress(log, "size accounting", len(artifacts.variants), len(artifacts.variants), "artifacts")
     return out
 
 
@@ -794,6 +799,7 @@ def measure_perplexity(artifacts: Artifacts, ppl: PerplexitySettings, session: S
     corpus = describe_corpus(ppl.corpus_path)
     out: dict[str, dict] = {}
     for a in artifacts.variants:
+        report_progress(log, "perplexity", artifacts.variants.index(a), len(artifacts.variants), "artifacts")
         log(f"perplexity of {a.name} on {ppl.corpus_path.name} ({len(tokens[0])} tokens, window {ppl.window_tokens}, "
             f"stride {ppl.stride_tokens})")
         out[a.name] = artifact_perplexity(a.onnx_dir, tokenizer, ppl.corpus_path, ppl.window_tokens, ppl.stride_tokens,
@@ -801,6 +807,7 @@ def measure_perplexity(artifacts: Artifacts, ppl: PerplexitySettings, session: S
                                           context_length=context_length, bos_id=artifacts.bos_id)
         out[a.name]["tokenization"] = {**out[a.name]["tokenization"], "bos_id": artifacts.bos_id,
                                        "first_ids": [int(i) for i in tokens[0][:8]]}
+    report_progress(log, "perplexity", len(artifacts.variants), len(artifacts.variants), "artifacts")
     dense = out[artifacts.variants[0].name]["value"]
     for a in artifacts.variants[1:]:
         out[a.name]["ratio_to_dense"] = out[a.name]["value"] / dense
@@ -827,6 +834,7 @@ def _score_one(a: Artifact, suite, tokenizer, bos_id: int | None, target: Execut
     with open(partial, "w", encoding="utf-8") as f:
 
         def on_item(i, s):
+            report_progress(log, f"BBQ {a.name}", i + 1, len(suite), "items")
             it = suite[i]
             f.write(json.dumps({
                 "uid": s.uid, "category": it.category, "example_id": it.example_id,

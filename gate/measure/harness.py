@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from gate.measure.latency_stats import PERCENTILE_METHOD, process_cv, summarize
+from gate.progress import report_progress
 from gate.runtime.errors import InputError
 from gate.runtime.ort_decoder import SessionConfig
 
@@ -496,6 +497,7 @@ def measure_variants(
         for name in round_names:
             k += 1
             log(f"bench: round {r + 1}/{len(order)} launch {k}/{total}: {name}")
+            report_progress(log, "benchmark", k - 1, total, "processes")
             request = {"model_path": str(paths[name]), "session": session_json, "settings": child_settings, "seed": seed}
             t0 = time.perf_counter()
             res = run_child(name, request, settings.timeout_s)
@@ -519,6 +521,7 @@ def measure_variants(
             if missing:
                 log(f"bench:   warning: {name}: requested providers not used by the session: {', '.join(missing)}")
 
+    report_progress(log, "benchmark", total, total, "processes")
     return {name: _aggregate(paths[name], results[name], attempts[name], session, settings, protocol, wall[name])
             for name in names}
 
@@ -611,6 +614,7 @@ def measure_paired(
                 break
         for n in [active[i] for i in rng.permutation(len(active))]:
             log(f"bench: paired process {k}/{settings.max_processes}: {baseline[0]} vs {n}")
+            report_progress(log, f"paired {n}", k - 1, settings.max_processes, "processes")
             request = {"mode": "paired", "model_paths": [base_path, paths[n]], "session": session_json,
                        "settings": child_settings, "seed": int(k)}
             t_proc = clock()
@@ -628,9 +632,11 @@ def measure_paired(
                     f"after {k} processes (look error rate {lk.alpha:.4f})")
             if lk.all_decided:
                 stop[n] = "decided"
+                report_progress(log, f"paired {n}", k, k, "processes")
     wall = clock() - t_start
     out: dict[str, dict] = {}
     for n in paths:
+        report_progress(log, f"paired {n}", len(results[n]), len(results[n]), "processes")
         final = looks[n][-1] if looks[n] else None
         reason = stop[n] or "max_processes"
         phases = {}
