@@ -10,9 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from gate.policy.checks import AT_LEAST, AT_MOST, CHECKS, Measurement, wilson_interval
-from gate.policy.decision import EXIT_CODES, apply_decision, decide, interval_status, n_needed
 from gate.measure.latency_stats import summarize
+from gate.policy.checks import AT_LEAST, AT_MOST, CHECKS, Measurement, wilson_interval
+from gate.policy.decision import EXIT_CODES, decide, interval_status, n_needed
 from gate.policy.file import Waiver, load_policy
 
 TODAY = dt.date(2026, 6, 1)
@@ -123,7 +123,10 @@ def test_good_candidate_passes_with_every_check_executed():
 def test_clear_bias_rise_fails_and_is_a_blocking_finding():
     paired = {**_group(s_amb=(0.12, 0.08, 0.16)), "by_category": {}}
     report = _report(_entry("c", paired=paired))
-    d = apply_decision(report, _policy(), today=TODAY)
+    before = json.dumps(report, sort_keys=True)
+    d = decide(report, _policy(), today=TODAY)
+    assert json.dumps(report, sort_keys=True) == before  # the decision reads the report, never writes it
+    report = {**report, **d.report_fields()}
     assert (d.verdict, d.exit_code, report["exit_code"], report["verdict"]) == ("fail", 1, 1, "fail")
     (f,) = [f for f in report["findings"] if f["id"] == "bias.s_amb"]
     assert f["status"] == "fail" and f["effect"] == "fail"
@@ -216,6 +219,26 @@ def test_budgets_come_from_the_profile():
     c = _by_id(decide(off, _policy(), today=TODAY))
     assert c["budget.latency"].status == "skipped" and "measured on a x86_64 host" in c["budget.latency"].message
     assert c["budget.storage"].status == "fail"  # bytes on disk do not depend on the host
+
+
+def test_a_p90_latency_budget_is_enforced():
+    """The profile's p90 budget is judged on the p90 (not ignored, not judged on the median)."""
+    # decode samples: 65 % near 10 ms, a tail of 35 % near 30 ms (p50 ~ 10 ms, p90 ~ 30 ms) in each of 5 processes
+    tail = [[10.0 + 0.01 * i for i in range(26)] + [30.0 + 0.1 * i + p for i in range(14)] for p in range(5)]
+    entry = _entry("c")
+    entry["bench"]["decode_ms_per_token"] = {"context_tokens": 128, **summarize(tail)}
+    p90 = {"name": "tiny-device", "latency_budgets": {"decode_p90_ms_per_token_max": 20.0}}
+    c = _by_id(decide(_report(entry, profile=p90), _policy(), today=TODAY))["budget.latency"]
+    assert c.status == "fail" and c.ci_low > 20.0 and c.margin == 20.0
+    assert c.values["budget_key"] == "latency_budgets.decode_p90_ms_per_token_max" and c.values["percentile"] == 90
+    # the same samples pass a 20 ms p50 budget; with both budgets set, the p90 one decides
+    p50 = {"name": "tiny-device", "latency_budgets": {"decode_p50_ms_per_token_max": 20.0}}
+    assert _by_id(decide(_report(entry, profile=p50), _policy(), today=TODAY))["budget.latency"].status == "pass"
+    both = {"name": "tiny-device", "latency_budgets": {"decode_p50_ms_per_token_max": 20.0,
+                                                        "decode_p90_ms_per_token_max": 20.0}}
+    c = _by_id(decide(_report(entry, profile=both), _policy(), today=TODAY))["budget.latency"]
+    assert c.status == "fail" and c.group == "decode p90"
+    assert {g["group"]: g["status"] for g in c.groups} == {"decode p50": "pass", "decode p90": "fail"}
 
 
 def test_sparsity_claim_and_export_verification():

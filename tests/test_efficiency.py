@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gate.measure.efficiency import budget_facts, efficiency_metrics, storage_saving
+from gate.measure.efficiency import (
+    budget_facts,
+    efficiency_metrics,
+    latency_against_budgets,
+    latency_budgets,
+    storage_saving,
+)
 from gate.measure.latency_stats import (
     hierarchical_bootstrap,
     ratio_ci_across_processes,
@@ -91,21 +97,42 @@ def test_budget_facts_against_profile_object_and_dict():
     assert f["storage"] == {"bytes": 300_000_000, "source": "size.bytes_on_disk", "budget_bytes": 500_000_000, "over_budget": False}
     assert f["ram"]["peak_rss_bytes"] == 410_000_000 and f["ram"]["over_budget"] is True  # the worst process counts
     assert f["ram"]["ci_low"] <= f["ram"]["peak_rss_bytes_median"] <= f["ram"]["ci_high"]
-    assert f["latency"]["decode"]["over_budget"] is None and f["latency"]["decode"]["budget_ms"] is None  # no budget
+    assert f["latency"] == []  # no latency budget
     # latency budgets: clearly over, clearly within, and straddling (inconclusive)
-    dec = f["latency"]["decode"]
-    assert dec["percentile"] == 90 and dec["ci_low_ms"] <= dec["value_ms"] <= dec["ci_high_ms"]
-    lo, hi, p90 = dec["ci_low_ms"], dec["ci_high_ms"], dec["value_ms"]
-    assert budget_facts(entry, {"decode_latency_budget_ms": lo * 0.9})["latency"]["decode"]["over_budget"] is True
-    assert budget_facts(entry, {"decode_latency_budget_ms": hi * 1.1})["latency"]["decode"]["over_budget"] is False
-    assert budget_facts(entry, {"decode_latency_budget_ms": p90})["latency"]["decode"]["over_budget"] is None
-    # the hardware profiles' table: a p50 budget is judged on the p50
-    t = budget_facts(entry, {"latency_budgets": {"decode_p50_ms_per_token_max": 1.0}})["latency"]["decode"]
+    samples = entry["bench"]["decode_ms_per_token"]["samples_per_process"]
+    ref = value_ci_across_processes(samples, q=90.0, n_resamples=4000, seed=2)
+    lo, hi, p90 = ref["ci_low"], ref["ci_high"], ref["value"]
+
+    def decode_p90(budget):
+        facts = budget_facts(entry, {"latency_budgets": {"decode_p90_ms_per_token_max": budget}})["latency"]
+        assert len(facts) == 1 and facts[0]["percentile"] == 90 and facts[0]["value_ms"] == pytest.approx(p90)
+        return facts[0]
+
+    assert decode_p90(lo * 0.9)["over_budget"] is True
+    assert decode_p90(hi * 1.1)["over_budget"] is False
+    assert decode_p90(p90)["over_budget"] is None
+    # a p50 budget is judged on the p50
+    t = budget_facts(entry, {"latency_budgets": {"decode_p50_ms_per_token_max": 1.0}})["latency"][0]
     assert t["percentile"] == 50 and t["budget_key"] == "latency_budgets.decode_p50_ms_per_token_max"
     assert t["over_budget"] is True and t["value_ms"] < p90
-    g = budget_facts(entry, {"storage_budget_bytes": 100, "prefill_latency_budget_ms": 1e6})
+    g = budget_facts(entry, {"storage_budget_bytes": 100, "latency_budgets": {"prefill_p95_ms_max": 1e6}})
     assert g["storage"]["over_budget"] is True and g["ram"]["over_budget"] is None
-    assert g["latency"]["prefill"]["128"]["over_budget"] is False
+    assert [(x["label"], x["tokens"], x["over_budget"]) for x in g["latency"]] == [("prefill 128 p95", 128, False)]
+
+
+def test_latency_budgets_reads_every_percentile_of_both_phases():
+    profile = HardwareProfile(name="dev", description="d", arch="aarch64", threads=4,
+                              execution_providers=("CPUExecutionProvider",),
+                              latency_budgets={"prefill_p50_ms_max": 900.0, "decode_p90_ms_per_token_max": 250.0,
+                                               "decode_p50_ms_per_token_max": 200.0})
+    assert [(b.phase, b.percentile, b.budget_ms, b.key) for b in latency_budgets(profile)] == [
+        ("decode", 50.0, 200.0, "latency_budgets.decode_p50_ms_per_token_max"),
+        ("decode", 90.0, 250.0, "latency_budgets.decode_p90_ms_per_token_max"),
+        ("prefill", 50.0, 900.0, "latency_budgets.prefill_p50_ms_max")]
+    assert latency_budgets(profile.to_dict(), "prefill") == latency_budgets(profile, "prefill")
+    assert latency_budgets({"latency_budgets": {}}) == [] and latency_budgets({}) == []
+    with pytest.raises(ValueError, match="bench.decode_ms_per_token.samples_per_process"):
+        latency_against_budgets({}, profile)
 
 
 def test_hierarchical_bootstrap_basics():

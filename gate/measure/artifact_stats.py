@@ -5,10 +5,11 @@ compression step says it did:
 
 * ``onnx_sparsity`` — the fraction of parameters that are exactly zero, over the pruned linears
   (the reference definition: the q/k/v/o/gate/up/down projections of the decoder layers, locuslab/wanda
-  lib/prune.py ``check_sparsity``; see notes/pruning.md §1 step 5) and over all parameters (embeddings are a
-  large share of small models, notes/pruning.md §9 item 5), per layer type.
-* ``size_accounting`` — bytes on disk, zstd/gzip bytes (the over-the-air download, the only place
-  unstructured sparsity pays off on ONNX Runtime, notes/edge_bench.md §0 item 4 and §11 item 13), parameters,
+  ``lib/prune.py`` ``check_sparsity``, which leaves embeddings and ``lm_head`` out of numerator and
+  denominator) and over all parameters (embeddings are a large share of a small model's weights), per layer type.
+* ``size_accounting`` — bytes on disk, zstd/gzip bytes (the over-the-air download: the only place
+  unstructured sparsity pays off on ONNX Runtime, which converts sparse initializers to dense tensors at load
+  and has no sparse kernel for pruned weights, microsoft/onnxruntime PR #5540 and issue #5578), parameters,
   bytes per parameter, a breakdown by dtype and the op types of the graph ONNX Runtime actually runs.
 
 How initializers are attributed to layers: the torch exporter stores MatMul weights transposed under names
@@ -33,6 +34,15 @@ How quantized weights are counted (a weight is a zero when its *dequantized* val
 
 The dequantization rules follow microsoft/onnxruntime docs/ContribOperators.md and are checked against ONNX
 Runtime's own kernels in tests/test_artifact_stats.py (the layer's output on an identity input).
+
+How ``sparse_initializer`` tensors are counted (ONNX ``GraphProto.sparse_initializer``, ``SparseTensorProto``:
+``values`` [NNZ], ``indices`` [NNZ] linearized or [NNZ, rank], ``dims`` the dense shape): each is a parameter
+tensor of its dense shape, ``params = prod(dims)``, ``zeros = prod(dims) - NNZ`` plus the stored values that are
+0, its stored bytes those of ``values`` and ``indices``. They are read into dense arrays, so their layer and
+quantization are found as for a dense initializer. ONNX Runtime converts every sparse initializer to a dense
+tensor when it loads the session (onnxruntime ``Graph`` constructor, ``onnxruntime/core/graph/graph.cc``,
+``SparseTensorProtoToDenseTensorProto``; issue #5578): a sparse initializer saves bytes on disk and in the
+download, not memory or latency. ``sparse_initializers`` in both report entries lists them.
 """
 
 from __future__ import annotations
@@ -91,6 +101,7 @@ class ParamTensor:
         stored_bytes: bytes of the stored tensor (packed data for quantized weights, metadata excluded).
         dtype: stored element type, e.g. ``"float32"``, ``"int8"``, ``"uint4"``.
         quantization: ``None`` or the op that dequantizes it (``"MatMulNBits"``, ...).
+        sparse_nnz: for a ``sparse_initializer``, its number of stored values (NNZ); ``None`` for a dense one.
     """
 
     name: str
@@ -101,6 +112,7 @@ class ParamTensor:
     stored_bytes: int
     dtype: str
     quantization: str | None = None
+    sparse_nnz: int | None = None
 
 
 @dataclass
@@ -147,6 +159,58 @@ def _all_initializers(graph):
         for attr in node.attribute:
             for sub in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
                 yield from _all_initializers(sub)
+
+
+def _all_sparse_initializers(graph):
+    yield from graph.sparse_initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in list(attr.graphs) + ([attr.g] if attr.HasField("g") else []):
+                yield from _all_sparse_initializers(sub)
+
+
+def sparse_to_dense(sparse) -> np.ndarray:
+    """The dense array an ONNX ``SparseTensorProto`` stands for (what ONNX Runtime builds at session load).
+
+    Args:
+        sparse: a ``SparseTensorProto``: ``values`` [NNZ] (any dtype), ``indices`` int64 either [NNZ] (linear
+            indices into the row-major dense tensor) or [NNZ, rank] (coordinates), ``dims`` the dense shape
+            (ONNX IR spec, ``onnx/onnx.proto`` ``SparseTensorProto``).
+
+    Returns:
+        an array of shape ``dims`` and the values' dtype, zero where no value is stored.
+
+    Raises:
+        ValueError: indices that do not fit ``dims`` or do not match the number of values.
+    """
+    from onnx import numpy_helper
+
+    values = numpy_helper.to_array(sparse.values).reshape(-1)
+    dims = tuple(int(d) for d in sparse.dims)
+    size = int(np.prod(dims)) if dims else 1
+    dense = np.zeros(size, dtype=values.dtype)
+    if values.size:
+        idx = numpy_helper.to_array(sparse.indices).astype(np.int64)
+        if idx.ndim == 2:
+            if idx.shape != (values.size, len(dims)):
+                raise ValueError(f"sparse initializer {sparse.values.name}: indices {idx.shape} do not match "
+                                 f"{values.size} values of rank {len(dims)}")
+            idx = np.ravel_multi_index(tuple(idx.T), dims)
+        if idx.shape != (values.size,) or idx.min() < 0 or idx.max() >= size:
+            raise ValueError(f"sparse initializer {sparse.values.name}: indices do not fit the dense shape {dims}")
+        dense[idx] = values
+    return dense.reshape(dims)
+
+
+def _sparse_stored_bytes(sparse) -> int:
+    """Bytes a ``SparseTensorProto`` stores: its values and its indices (the dense shape is a few ints)."""
+    from onnx import numpy_helper
+
+    return sum(_stored_bytes(t, numpy_helper.to_array(t)) for t in (sparse.values, sparse.indices) if t.dims)
+
+
+def _nnz(sparse) -> int:
+    return int(np.prod(sparse.values.dims)) if sparse.values.dims else 0
 
 
 def _attr(node, name: str, default):
@@ -296,6 +360,9 @@ def load_inventory(onnx_dir: Path) -> Inventory:
     model = onnx.load(str(path), load_external_data=True)
     nodes = list(_all_nodes(model.graph))
     inits = {t.name: t for t in _all_initializers(model.graph)}
+    sparse = {st.values.name: st for st in _all_sparse_initializers(model.graph)}
+    for name, st in sparse.items():
+        inits.setdefault(name, st.values)  # the values tensor carries the name and the dtype
     consumers: dict[str, list] = defaultdict(list)
     for node in nodes:
         for slot, name in enumerate(node.input):
@@ -332,8 +399,11 @@ def load_inventory(onnx_dir: Path) -> Inventory:
         if name not in inits:
             return None
         if name not in arrays_cache:
-            arrays_cache[name] = numpy_helper.to_array(inits[name])
+            arrays_cache[name] = sparse_to_dense(sparse[name]) if name in sparse else numpy_helper.to_array(inits[name])
         return arrays_cache[name]
+
+    def stored(name: str, tensor, arr: np.ndarray) -> int:
+        return _sparse_stored_bytes(sparse[name]) if name in sparse else _stored_bytes(tensor, arr)
 
     scale_of_quantized = {n[: -len("_quantized")] + "_scale" for n in inits if n.endswith("_quantized")}
     embed_users, head_users = set(), set()
@@ -343,14 +413,14 @@ def load_inventory(onnx_dir: Path) -> Inventory:
         direct = consumers.get(name, [])
         is_meta = bool(direct) and all(slot in _META_SLOTS.get(n.op_type, ()) for n, slot in direct)
         if is_meta or name in scale_of_quantized:
-            inv.metadata_bytes[_dtype_name(tensor)] += _stored_bytes(tensor, arr)
+            inv.metadata_bytes[_dtype_name(tensor)] += stored(name, tensor, arr)
             arrays_cache.pop(name, None)
             continue
         quant_use = next(((n, s) for n, s in direct if _WEIGHT_SLOT.get(n.op_type) == s), None)
         if quant_use is None and (arr.dtype.kind != "f" or arr.size <= 1):
             inv.constants["tensors"] += 1
             inv.constants["elements"] += int(arr.size)
-            inv.constants["bytes"] += _stored_bytes(tensor, arr)
+            inv.constants["bytes"] += stored(name, tensor, arr)
             arrays_cache.pop(name, None)
             continue
         if quant_use is not None:
@@ -366,7 +436,8 @@ def load_inventory(onnx_dir: Path) -> Inventory:
         layer_type = _classify(all_names)
         idx = next((int(m.group(1)) for m in (_LAYER_INDEX.search(n) for n in all_names) if m), None)
         inv.params.append(ParamTensor(name, layer_type, idx, int(weights.size), int(np.count_nonzero(weights == 0)),
-                                      _stored_bytes(tensor, arr), dtype, quant))
+                                      stored(name, tensor, arr), dtype, quant,
+                                      sparse_nnz=_nnz(sparse[name]) if name in sparse else None))
         if layer_type == "embed_lm_head":
             joined = " ".join(all_names)
             if "embed_tokens" in joined or any(n.op_type in ("Gather", "GatherBlockQuantized") for n, _ in uses):
@@ -378,6 +449,29 @@ def load_inventory(onnx_dir: Path) -> Inventory:
         del weights
     inv.tied_embedding = bool(embed_users & head_users)
     return inv
+
+
+SPARSE_INITIALIZER_NOTE = ("sparse_initializer tensors are counted at their dense shape (params) with their stored "
+                           "values (nnz); ONNX Runtime densifies them when it loads the session, so they save bytes on "
+                           "disk and in the download, not memory or latency")
+
+
+def sparse_initializer_summary(inventory: Inventory) -> dict | None:
+    """The parameter tensors stored as ONNX ``sparse_initializer`` (module docstring), or ``None`` without any.
+
+    Returns:
+        ``{"tensors", "params" (dense elements), "nnz" (stored values), "stored_bytes" (values + indices),
+        "dense_bytes_at_load" (what ONNX Runtime allocates for them: params x element size), "names" (first 20),
+        "note"}``.
+    """
+    sp = [p for p in inventory.params if p.sparse_nnz is not None]
+    if not sp:
+        return None
+    item = {"float64": 8, "float32": 4, "float16": 2, "bfloat16": 2, "int64": 8, "int32": 4, "int16": 2, "uint16": 2}
+    return {"tensors": len(sp), "params": sum(p.params for p in sp), "nnz": sum(p.sparse_nnz for p in sp),
+            "stored_bytes": sum(p.stored_bytes for p in sp),
+            "dense_bytes_at_load": sum(p.params * item.get(p.dtype, 1) for p in sp),
+            "names": [p.name for p in sp][:20], "note": SPARSE_INITIALIZER_NOTE}
 
 
 def _fraction(zeros: int, params: int) -> float | None:
@@ -398,7 +492,9 @@ def onnx_sparsity(onnx_dir: Path, claimed: float | None, *, inventory: Inventory
     Returns:
         ``{"claimed", "measured_pruned_linears", "measured_all_params", "per_layer_type": {type: {"params",
         "zeros", "sparsity"}}, "quantized", "tied_embedding", "linears_off_claim", "n_linears_off_claim",
-        "method"}``; sparsities are fractions of parameters exactly 0 after dequantization.
+        "method"}``; sparsities are fractions of parameters exactly 0 after dequantization. When the graph stores
+        parameters as ``sparse_initializer``, also ``"sparse_initializers"`` (:func:`sparse_initializer_summary`),
+        and the method says how they were counted; their implicit zeros are zeros.
 
     Raises:
         InputError: no ``model.onnx`` in ``onnx_dir``.
@@ -418,7 +514,7 @@ def onnx_sparsity(onnx_dir: Path, claimed: float | None, *, inventory: Inventory
         for p in inv.params:
             if p.layer_type in PRUNED_LINEAR_TYPES and abs(p.zeros / p.params - claimed) * 100 > tolerance_pp:
                 off.append({"tensor": p.name, "layer": p.layer, "layer_type": p.layer_type, "sparsity": p.zeros / p.params})
-    return {
+    out = {
         "claimed": claimed,
         "measured_pruned_linears": _fraction(lin_z, lin_p),
         "measured_all_params": _fraction(all_z, all_p),
@@ -435,6 +531,11 @@ def onnx_sparsity(onnx_dir: Path, claimed: float | None, *, inventory: Inventory
                    "quantized weight, each stored tensor counted once (tied embeddings once); layers found from tensor and "
                    "consumer node names"),
     }
+    sparse = sparse_initializer_summary(inv)
+    if sparse is not None:  # only then: reports of graphs without sparse initializers keep their fields
+        out["sparse_initializers"] = sparse
+        out["method"] += "; " + SPARSE_INITIALIZER_NOTE
+    return out
 
 
 def effective_vs_dense(candidate: dict, dense: dict) -> dict:
@@ -559,7 +660,9 @@ def size_accounting(onnx_dir: Path, *, inventory: Inventory | None = None, sessi
         "dtypes": {dtype: {"tensors", "params", "bytes", "layer_types"}}, "quantization_metadata_bytes",
         "constants", "op_types": {...}, "compression_settings": {...}, "files", "seconds"}``; bytes are
         ``st_size`` of the model files (graph + external data, ``exporters.artifact.model_files``);
-        compressed bytes are of those files concatenated in sorted path order.
+        compressed bytes are of those files concatenated in sorted path order. When the graph stores parameters
+        as ``sparse_initializer``, also ``"sparse_initializers"`` (:func:`sparse_initializer_summary`: bytes on disk
+        are the sparse form, memory at load the dense one).
 
     Raises:
         InputError: no ``model.onnx`` in ``onnx_dir``.
@@ -591,7 +694,7 @@ def size_accounting(onnx_dir: Path, *, inventory: Inventory | None = None, sessi
     to = time.perf_counter()
     ops = optimized_op_types(path, session)
     ops["seconds"] = time.perf_counter() - to
-    return {
+    out = {
         "bytes_on_disk": on_disk,
         "bytes_zstd": zstd_bytes,
         "bytes_gzip": gzip_bytes,
@@ -610,5 +713,93 @@ def size_accounting(onnx_dir: Path, *, inventory: Inventory | None = None, sessi
             "seconds": compress_s,
         },
         "files": [str(p) for p in files],
-        "seconds": time.perf_counter() - t0,
     }
+    sparse = sparse_initializer_summary(inv)
+    if sparse is not None:
+        out["sparse_initializers"] = sparse
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def verify_user_export(onnx_dir: Path, tokenizer, dense_model=None, *, atol: float | None = None,
+                       rtol: float | None = None, session=None) -> dict:
+    """``export.verify`` of an ONNX export prunegate did not make (``--candidate checkpoint:DIR`` of an ONNX dir).
+
+    No PyTorch model of the candidate exists, so its export cannot be compared with its source. What is checked,
+    on :data:`exporters.verify.VERIFY_PROMPT` (the prompt every export is verified on):
+
+    * the graph's two paths agree: logits of the whole sequence in one prefill vs prefill of all but the last 4
+      tokens then 4 single-token decode steps with the KV cache (the path the latency bench and scoring use),
+      within ``atol + rtol * max|logit|`` (:data:`exporters.verify.VERIFY_ATOL`/``VERIFY_RTOL``) and with equal
+      next-token argmax at every position;
+    * with ``dense_model``, the logits have the dense model's vocabulary size (the candidate is scored with the
+      dense tokenizer), are finite, and their difference from the dense PyTorch model's logits on the same
+      prompt is recorded (``dense_max_abs_logit_diff``, ``dense_argmax_agreement``). A compressed model is
+      expected to differ from dense, so that difference is reported, not judged (the bias and perplexity checks
+      judge the drift).
+
+    Args:
+        onnx_dir: directory with ``model.onnx`` (an optimum ``text-generation-with-past`` export).
+        tokenizer: the dense model's tokenizer.
+        dense_model: the dense PyTorch causal LM (eval mode), or ``None`` when there is none.
+        atol, rtol: tolerances (default those of :func:`exporters.verify.verify_export`).
+        session: ``gate.runtime.ort_decoder.SessionConfig`` (default CPU).
+
+    Returns:
+        ``{"passed", "max_abs_logit_diff" (prefill vs cached path, logit units), "tolerance", "atol", "rtol",
+        "argmax_agreement" (between the paths), "n_tokens", "reference", "method", "note",
+        "candidate_vocab"}`` and, with ``dense_model``, ``"dense_vocab"``, ``"dense_max_abs_logit_diff"``,
+        ``"dense_argmax_agreement"`` (``None`` when the vocabularies differ).
+
+    Raises:
+        ValueError: the graph is not a decoder export with a KV cache (:class:`gate.runtime.ort_decoder.OrtDecoder`).
+    """
+    from exporters.verify import VERIFY_ATOL, VERIFY_PROMPT, VERIFY_RTOL
+    from gate.runtime.ort_decoder import OrtDecoder, SessionConfig
+
+    atol = VERIFY_ATOL if atol is None else atol
+    rtol = VERIFY_RTOL if rtol is None else rtol
+    ids = np.asarray(tokenizer(VERIFY_PROMPT, return_tensors="np").input_ids, dtype=np.int64)
+    dec = OrtDecoder(_model_path(onnx_dir), session or SessionConfig())
+    full = dec.step(ids)[0][0]
+    split = max(1, ids.shape[1] - 4)
+    parts, cache = dec.step(ids[:, :split])
+    steps = [parts[0]]
+    for t in range(split, ids.shape[1]):
+        out, cache = dec.step(ids[:, t : t + 1], cache)
+        steps.append(out[0])
+    cached = np.concatenate(steps, axis=0)
+    finite = bool(np.isfinite(full).all() and np.isfinite(cached).all())
+    diff = float(np.abs(full - cached).max()) if finite else float("inf")
+    tol = atol + rtol * (float(np.abs(full).max()) if finite else 0.0)
+    agree = float(np.mean(full.argmax(-1) == cached.argmax(-1)))
+    out = {"max_abs_logit_diff": diff, "tolerance": tol, "atol": atol, "rtol": rtol, "argmax_agreement": agree,
+           "n_tokens": int(ids.shape[1]), "candidate_vocab": int(full.shape[-1]), "finite": finite}
+    passed = finite and diff <= tol and agree == 1.0
+    problems = [] if finite else ["non-finite logits"]
+    if diff > tol or agree < 1.0:
+        problems.append(f"the cached decode path disagrees with the prefill path (max |Δlogit| {diff:.3g} > {tol:.3g} "
+                        f"or argmax agreement {agree:.3f} < 1)")
+    if dense_model is not None:
+        import torch
+
+        with torch.no_grad():
+            ref = dense_model(torch.from_numpy(ids)).logits[0].float().numpy()
+        out["dense_vocab"] = int(ref.shape[-1])
+        same_vocab = ref.shape == full.shape
+        out["dense_max_abs_logit_diff"] = float(np.abs(full - ref).max()) if same_vocab and finite else None
+        out["dense_argmax_agreement"] = float(np.mean(full.argmax(-1) == ref.argmax(-1))) if same_vocab else None
+        if not same_vocab:
+            passed = False
+            problems.append(f"logits of {full.shape[-1]} tokens, the dense model has {ref.shape[-1]}")
+    out["passed"] = bool(passed)
+    out["reference"] = "the candidate's own prefill path" + (" and the dense PyTorch model" if dense_model is not None else "")
+    out["method"] = ("user-supplied ONNX export (no PyTorch model of it): ONNX Runtime prefill vs KV-cache decode logits "
+                     "of the candidate on the verification prompt" + ("; vocabulary and logits compared with the dense "
+                                                                      "PyTorch model on the same prompt (recorded, not "
+                                                                      "judged: compression moves logits)"
+                                                                      if dense_model is not None else ""))
+    out["note"] = "; ".join(problems) if problems else "graph paths agree" + (
+        f"; vs dense: max |Δlogit| {out['dense_max_abs_logit_diff']:.3g}, argmax agreement "
+        f"{out['dense_argmax_agreement']:.3f}" if dense_model is not None and out.get("dense_max_abs_logit_diff") is not None else "")
+    return out

@@ -6,14 +6,21 @@ only; the policy engine turns them into PASS/FAIL/INCONCLUSIVE (e.g. ``no_speedu
 compressed candidate's speedup CI upper bound is below the required speedup).
 
 Intervals resample process repeats (two-stage bootstrap, :mod:`gate.measure.latency_stats`), because the
-spread between fresh processes is larger than the noise inside one (notes/edge_bench.md §10).
+spread between fresh processes is larger than the noise inside one (measured on ONNX Runtime 1.32, CPU EP: five
+fresh-process repeats of an int8 model had a between-process CV of the p50 of 6.9 % at 1 token and 17.5 % at 128
+tokens; MLPerf Tiny likewise repeats over 5 windows).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from gate.measure.latency_stats import ratio_ci_across_processes, value_ci_across_processes
+from gate.measure.latency_stats import (
+    decidable,
+    ratio_ci_across_processes,
+    value_ci_across_processes,
+)
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 4000
@@ -36,8 +43,41 @@ def _speedup(b_stats: dict, c_stats: dict, unstable: bool, seed: int, confidence
         "n_processes_baseline": ci["n_processes_baseline"],
         "n_processes_candidate": ci["n_processes_candidate"],
         "unstable": unstable,
+        "decidable": decidable([ci["n_processes_baseline"], ci["n_processes_candidate"]], unstable),
         "method": "speedup = baseline / candidate; " + ci["method"],
     }
+
+
+def paired_decode_speedup(paired: dict | None, baseline_name: str | None = None) -> dict[str, Any] | None:
+    """The decode speedup of the paired, interleaved protocol (:func:`gate.measure.harness.measure_paired`), in the
+    layout of :func:`efficiency_metrics`'s ``decode_speedup``; ``None`` when there is none.
+
+    Both models ran in the same processes, interleaved in ABBA/BAAB blocks, so the machine's drift cancels from
+    the block ratios (:mod:`gate.measure.paired_timing`): the per-process CV flag of the independent protocol does
+    not concern it (``unstable`` is False). Its interval is a Student-t interval over processes at the last look's
+    share of the error rate (``1 - alpha``, Lan-DeMets spending), so ``confidence`` is ``1 - alpha`` of that look.
+
+    Args:
+        paired: a candidate's ``bench["paired_vs_dense"]``.
+        baseline_name: the report's baseline; a comparison with another baseline is not used.
+
+    Returns:
+        ``speedup_x``, ``ci_low_x``, ``ci_high_x`` (x), ``confidence``, ``look_alpha``, ``n_processes_baseline`` =
+        ``n_processes_candidate`` (the paired processes), ``n_blocks``, ``unstable`` (False), ``decidable``
+        (>= 2 processes), ``protocol``, ``stop_reason``, ``processes_needed``, ``method``; or ``None``.
+    """
+    if not paired or (baseline_name is not None and paired.get("baseline") not in (None, baseline_name)):
+        return None
+    d = (paired.get("phases") or {}).get("decode")
+    if not d or d.get("speedup") is None:
+        return None
+    n = d.get("n_processes")
+    return {"speedup_x": d["speedup"], "ci_low_x": d["ci_low"], "ci_high_x": d["ci_high"],
+            "confidence": 1.0 - d["alpha"], "look_alpha": d["alpha"], "n_processes_baseline": n,
+            "n_processes_candidate": n, "n_blocks": d.get("n_blocks"), "unstable": False,
+            "decidable": decidable([n]), "protocol": paired.get("protocol"), "stop_reason": paired.get("stop_reason"),
+            "processes_needed": d.get("processes_needed"),
+            "method": f"{paired.get('method', 'paired, interleaved protocol')}; {paired.get('spending', '')}".rstrip("; ")}
 
 
 def _unstable_phases(bench: dict) -> set[str]:
@@ -85,11 +125,15 @@ def efficiency_metrics(baseline_entry: dict, candidate_entry: dict, *, seed: int
         ``decode_speedup``: ``speedup_x`` = median over processes of baseline per-process p50 /
         the same for the candidate (ms per token at ``context_tokens``), ``ci_low_x``,
         ``ci_high_x``, both p50s in ms, CVs, process counts, ``unstable`` (either side had a phase
-        marked unstable), ``method``; ``prefill_speedup``: the same per prompt length
+        marked unstable), ``decidable`` (:func:`gate.measure.latency_stats.decidable`: >= 2 processes per side and
+        not unstable; otherwise the comparison must not be decided PASS/FAIL), ``method``; when the candidate's
+        bench holds the paired protocol's comparison (``bench["paired_vs_dense"]``), ``decode_speedup`` is that one
+        (:func:`paired_decode_speedup`), with the independent-process figure under ``independent_processes``; ``prefill_speedup``: the same per prompt length
         (``{"128": {...}, ...}``, lengths measured for both); ``memory_saving``:
         ``saving_fraction`` = 1 - candidate / baseline of the median over processes of the peak
         above the pre-load baseline (bytes), ``ci_low``/``ci_high`` (bootstrap over processes), both
-        medians in bytes; ``storage_saving``: see :func:`storage_saving`. A part is None when its
+        medians in bytes, ``decidable`` (>= 2 processes per side; peak memory is not timed, so the latency
+        stability flag does not concern it); ``storage_saving``: see :func:`storage_saving`. A part is None when its
         inputs are missing (e.g. a partial report without ``bench``).
 
     Raises:
@@ -106,6 +150,12 @@ def efficiency_metrics(baseline_entry: dict, candidate_entry: dict, *, seed: int
                              **_speedup(b_dec, c_dec, "decode" in unstable, seed, confidence, n_resamples)}
     if b_dec.get("context_tokens") != c_dec.get("context_tokens"):
         out["decode_speedup"]["warning"] = "baseline and candidate were decoded at different contexts"
+    paired = paired_decode_speedup(c.get("paired_vs_dense"), baseline_entry.get("name"))
+    if paired is not None:  # the paired comparison decides; the independent one is kept beside it
+        out["decode_speedup"] = {**paired, "context_tokens": b_dec.get("context_tokens"),
+                                 "baseline_p50_ms": out["decode_speedup"]["baseline_p50_ms"],
+                                 "candidate_p50_ms": out["decode_speedup"]["candidate_p50_ms"],
+                                 "independent_processes": out["decode_speedup"]}
     prefill = {}
     for length in sorted(set(b["prefill_ms"]) & set(c["prefill_ms"]), key=int):
         prefill[length] = {"prompt_tokens": int(length),
@@ -127,6 +177,7 @@ def efficiency_metrics(baseline_entry: dict, candidate_entry: dict, *, seed: int
             "candidate_peak_above_baseline_bytes": ci["baseline_value"],
             "n_processes_baseline": len(b_mem),
             "n_processes_candidate": len(c_mem),
+            "decidable": decidable([len(b_mem), len(c_mem)]),
             "basis": "per process: VmHWM over load, first run, warm-up and steady state minus VmRSS before load; "
                      "median over processes",
             "method": "saving = 1 - candidate / baseline; percentile bootstrap over processes",
@@ -138,24 +189,110 @@ def _get(profile: Any, key: str) -> Any:
     return profile.get(key) if isinstance(profile, dict) else getattr(profile, key, None)
 
 
-def latency_budget(profile: Any, phase: str) -> tuple[float | None, float, str | None]:
-    """The profile's latency budget for ``phase`` (``"decode"`` or ``"prefill"``).
+LATENCY_PHASES = ("decode", "prefill")
+LATENCY_PERCENTILES = (50, 90, 95)
+"""Percentiles a profile may budget (``latency_budgets`` keys in ``hardware_profiles/profile.schema.json``)."""
+_BUDGET_SUFFIX = {"decode": "_ms_per_token_max", "prefill": "_ms_max"}
 
-    Looks in ``latency_budgets`` (hardware_profiles: ``decode_p50_ms_per_token_max``,
-    ``decode_p90_ms_per_token_max``, ``prefill_p50_ms_max``, ``prefill_p90_ms_max``) and then at the flat
-    keys ``decode_latency_budget_ms`` / ``prefill_latency_budget_ms`` (p90 budgets).
+
+@dataclass(frozen=True)
+class LatencyBudget:
+    """One latency budget of a hardware profile.
+
+    Attributes:
+        phase: ``"decode"`` (milliseconds per generated token at the measured decode context) or ``"prefill"``
+            (milliseconds per prompt, applied to every measured prompt length).
+        percentile: the within-process percentile the budget limits (50, 90 or 95).
+        budget_ms: the limit in milliseconds (> 0).
+        key: where it comes from, e.g. ``"latency_budgets.decode_p90_ms_per_token_max"``.
+    """
+
+    phase: str
+    percentile: float
+    budget_ms: float
+    key: str
+
+
+def latency_budgets(profile: Any, phase: str | None = None) -> list[LatencyBudget]:
+    """Every latency budget the profile sets, for ``phase`` or for both phases.
+
+    The one reading of a profile's latency budgets: ``latency_budgets.<phase>_p<q><suffix>`` with ``q`` in
+    :data:`LATENCY_PERCENTILES` and suffix ``_ms_per_token_max`` (decode) or ``_ms_max`` (prefill). A missing or
+    zero value is no budget. Every budget set applies (a p50 and a p90 budget are both enforced).
+
+    Args:
+        profile: a :class:`hardware_profiles.HardwareProfile` or its dict (``report["profile"]``).
+        phase: ``"decode"``, ``"prefill"`` or None for both.
 
     Returns:
-        ``(budget_ms or None, percentile, key)``; without a budget the percentile is 90 and the key None.
+        the budgets, decode before prefill, each phase by increasing percentile; ``[]`` without any.
     """
     table = _get(profile, "latency_budgets") or {}
-    suffix = "_ms_per_token_max" if phase == "decode" else "_ms_max"
-    for q in (50, 90):
-        key = f"{phase}_p{q}{suffix}"
-        if table.get(key):
-            return float(table[key]), float(q), f"latency_budgets.{key}"
-    flat = _get(profile, f"{phase}_latency_budget_ms")
-    return (float(flat), 90.0, f"{phase}_latency_budget_ms") if flat else (None, 90.0, None)
+    out = []
+    for ph in LATENCY_PHASES if phase is None else (phase,):
+        for q in LATENCY_PERCENTILES:
+            key = f"{ph}_p{q}{_BUDGET_SUFFIX[ph]}"
+            if table.get(key):
+                out.append(LatencyBudget(ph, float(q), float(table[key]), f"latency_budgets.{key}"))
+    return out
+
+
+def latency_against_budgets(bench: dict, profile: Any, *, seed: int = 0, confidence: float = CONFIDENCE,
+                            n_resamples: int = N_RESAMPLES) -> list[dict[str, Any]]:
+    """Each latency budget of the profile with the measured value it is compared with.
+
+    For every :class:`LatencyBudget` (see :func:`latency_budgets`) and every measured length of its phase (decode:
+    the one decode context; prefill: each prompt length), the median over benchmark processes of the per-process
+    percentile the budget names, with its two-stage bootstrap interval
+    (:func:`gate.measure.latency_stats.value_ci_across_processes`).
+
+    Args:
+        bench: a variant's ``entry["bench"]`` (``decode_ms_per_token`` / ``prefill_ms[<length>]`` with
+            ``samples_per_process`` in ms).
+        profile: a :class:`hardware_profiles.HardwareProfile` or its dict.
+        seed: bootstrap seed (decode uses ``seed + 2``, prefill ``seed + 3 + length``).
+        confidence, n_resamples: interval level and bootstrap resamples (the policy's statistics settings).
+
+    Returns:
+        one dict per (budget, length): ``phase``, ``tokens`` (decode context or prompt length), ``label``
+        (e.g. ``"decode p90"``, ``"prefill 128 p50"``), ``percentile``, ``budget_ms``, ``budget_key``, ``value_ms``,
+        ``ci_low_ms``, ``ci_high_ms``, ``confidence``, ``n_processes``, ``over_budget`` (True when the CI's lower
+        bound exceeds the budget, False when its upper bound is within it, None when the CI straddles it or the
+        value is not ``decidable``), ``unstable``, ``decidable`` (>= 2 processes and not unstable,
+        :func:`gate.measure.latency_stats.decidable`), ``method``; ``[]`` when the profile sets no latency budget.
+
+    Raises:
+        ValueError: a budgeted phase has no samples per process in ``bench`` (the message names the key), or
+            malformed samples (as :func:`gate.measure.latency_stats.hierarchical_bootstrap`).
+    """
+    budgets = latency_budgets(profile)
+    if not budgets:
+        return []
+    unstable = _unstable_phases(bench or {})
+    dec = (bench or {}).get("decode_ms_per_token") or {}
+    prefill = (bench or {}).get("prefill_ms") or {}
+    out = []
+    for b in budgets:
+        if b.phase == "decode":
+            if not dec.get("samples_per_process"):
+                raise ValueError("no decode latency samples per process (bench.decode_ms_per_token.samples_per_process)")
+            measured = [(dec.get("context_tokens"), dec, "decode", 2, "decode")]
+        else:
+            lengths = sorted((k for k, s in prefill.items() if s.get("samples_per_process")), key=int)
+            if not lengths:
+                raise ValueError("no prefill latency samples per process (bench.prefill_ms.<length>.samples_per_process)")
+            measured = [(int(k), prefill[k], f"prefill_{k}", 3 + int(k), f"prefill {k}") for k in lengths]
+        for tokens, stats, phase_id, offset, label in measured:
+            ci = value_ci_across_processes(stats["samples_per_process"], q=b.percentile, confidence=confidence,
+                                           n_resamples=n_resamples, seed=seed + offset)
+            ok = decidable([ci["n_processes"]], phase_id in unstable)
+            over = None if not ok else True if ci["ci_low"] > b.budget_ms else False if ci["ci_high"] <= b.budget_ms else None
+            out.append({"phase": b.phase, "tokens": tokens, "label": f"{label} p{b.percentile:g}",
+                        "percentile": b.percentile, "budget_ms": b.budget_ms, "budget_key": b.key,
+                        "value_ms": ci["value"], "ci_low_ms": ci["ci_low"], "ci_high_ms": ci["ci_high"],
+                        "confidence": confidence, "n_processes": ci["n_processes"], "over_budget": over,
+                        "unstable": phase_id in unstable, "decidable": ok, "method": ci["method"]})
+    return out
 
 
 def budget_facts(entry: dict, profile: Any, *, seed: int = 0, confidence: float = CONFIDENCE,
@@ -166,8 +303,7 @@ def budget_facts(entry: dict, profile: Any, *, seed: int = 0, confidence: float 
         entry: a variant's report entry (``bench``, ``size``/``artifact``).
         profile: a :class:`hardware_profiles.HardwareProfile` or its dict (``report["profile"]``).
             Budgets read (0 or missing = no budget): ``storage_budget_bytes``, ``ram_budget_bytes``,
-            and the latency budgets found by :func:`latency_budget` (decode: ms per token at the
-            measured decode context; prefill: ms per prompt, applied to every measured length).
+            and the latency budgets of :func:`latency_budgets`.
         seed: bootstrap seed.
         confidence, n_resamples: interval level and bootstrap resamples (the policy's statistics settings).
 
@@ -177,12 +313,9 @@ def budget_facts(entry: dict, profile: Any, *, seed: int = 0, confidence: float 
         phases and processes: the conservative figure, Python interpreter included),
         ``peak_rss_bytes_median`` with ``ci_low``/``ci_high`` over processes,
         ``peak_above_baseline_bytes``, ``budget_bytes``, ``over_budget`` (worst process over the
-        budget); ``latency``: ``decode`` and ``prefill`` (per length), each ``percentile`` (the
-        budget's, else 90 as MLPerf SingleStream), ``value_ms`` (median over processes of the
-        per-process percentile), ``ci_low_ms``, ``ci_high_ms``, ``budget_ms``, ``budget_key``,
-        ``over_budget`` (True when the CI's lower bound exceeds the budget, False when its upper
-        bound is within it, None when the CI straddles the budget or there is no budget),
-        ``unstable``. Parts without inputs are None.
+        budget); ``latency``: :func:`latency_against_budgets` (one dict per budget and measured length,
+        ``[]`` without latency budgets, None when a budgeted phase was not measured). Parts without inputs are
+        None.
     """
     out: dict[str, Any] = {"storage": None, "ram": None, "latency": None}
     size, source = _bytes(entry)
@@ -206,23 +339,9 @@ def budget_facts(entry: dict, profile: Any, *, seed: int = 0, confidence: float 
         "over_budget": None if ram_budget is None else max(peaks) > ram_budget,
         "basis": "whole-process VmHWM (interpreter, numpy and onnxruntime included), worst process",
     }
-    unstable = _unstable_phases(bench)
-
-    def latency(stats: dict, kind: str, phase: str, offset: int) -> dict[str, Any]:
-        budget, q, key = latency_budget(profile, kind)
-        lat = value_ci_across_processes(stats["samples_per_process"], q=q, confidence=confidence,
-                                        n_resamples=n_resamples, seed=seed + offset)
-        over = None
-        if budget:
-            over = True if lat["ci_low"] > budget else False if lat["ci_high"] <= budget else None
-        return {"percentile": q, "value_ms": lat["value"], "ci_low_ms": lat["ci_low"], "ci_high_ms": lat["ci_high"],
-                "confidence": confidence, "budget_ms": budget, "budget_key": key, "over_budget": over,
-                "unstable": phase in unstable, "method": lat["method"]}
-
-    dec = bench["decode_ms_per_token"]
-    out["latency"] = {
-        "decode": {"context_tokens": dec.get("context_tokens"), **latency(dec, "decode", "decode", 2)},
-        "prefill": {length: {"prompt_tokens": int(length), **latency(s, "prefill", f"prefill_{length}", 3 + int(length))}
-                    for length, s in sorted(bench["prefill_ms"].items(), key=lambda kv: int(kv[0]))},
-    }
+    try:
+        out["latency"] = latency_against_budgets(bench, profile, seed=seed, confidence=confidence,
+                                                 n_resamples=n_resamples)
+    except ValueError:  # a budgeted phase without samples: no latency facts (the budget.latency check says why)
+        out["latency"] = None
     return out

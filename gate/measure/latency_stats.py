@@ -1,8 +1,10 @@
 """Latency statistics: per-run summaries and confidence intervals across process repeats.
 
-Two kinds of noise matter on an edge CPU (notes/edge_bench.md §10-§11): noise inside one process
-(scheduling, caches) and, larger, the spread *between* fresh processes (allocator and arena layout,
-thread placement, neighbours, frequency). Intervals here therefore resample processes, not only
+Two kinds of noise matter on an edge CPU: noise inside one process (scheduling, caches) and, larger,
+the spread *between* fresh processes (allocator and arena layout, thread placement, neighbours,
+frequency; measured for this project's default model in benchmarks/README.md, ``bench_harness.py``).
+MLPerf Tiny scores the median of 5 independent windows for the same reason (mlcommons/tiny
+``benchmark/MLPerfTiny_Rules.adoc``). Intervals here therefore resample processes, not only
 samples: a two-stage (hierarchical) bootstrap that first draws processes with replacement and then
 draws samples with replacement inside each drawn process (Davison & Hinkley 1997, *Bootstrap Methods
 and their Application*, §3.8 "hierarchical data"; Saravanan et al. 2020, "Application of the
@@ -14,7 +16,9 @@ t-distribution's heavier tails, so the percentiles used are alpha'/2 = Phi(-sqrt
 "expanded percentile interval"), n = the smaller process count. With 5 processes a 95 % interval uses
 the 0.1 % / 99.9 % bootstrap percentiles. With fewer than 5 processes even this cannot reach 95 %
 coverage in practice (3 vs 3 processes: all three of one variant are slower with probability 1/20),
-so results carry ``n_processes_*`` and gates should require >= 5.
+so results carry ``n_processes_*`` and gates should require >= 5. A comparison from fewer than
+:data:`MIN_PROCESSES_TO_DECIDE` processes per variant, or from a process flagged unstable, is never decided
+(:func:`decidable`): its interval cannot hold the between-process spread at all.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from typing import Any
 import numpy as np
 
 PERCENTILE_METHOD = "linear (numpy default)"
+MIN_PROCESSES_TO_DECIDE = 2
+"""Fewest benchmark processes per variant from which a latency or memory comparison may be decided PASS/FAIL: with
+one process the two-stage bootstrap's first stage cannot vary (:func:`hierarchical_bootstrap`), so the interval holds
+within-process noise only, while the spread between fresh processes is the larger one (module docstring)."""
 _MAX_CELLS = 2_000_000  # resample matrix cells per chunk (memory bound for long sample lists)
 
 
@@ -45,6 +53,22 @@ def expanded_tail(confidence: float, n_units: int) -> float:
         return alpha / 2
     z = np.sqrt(n_units / (n_units - 1)) * stats.t.ppf(1 - alpha / 2, n_units - 1)
     return float(stats.norm.cdf(-z))
+
+
+def decidable(n_processes: Sequence[int | None], unstable: bool = False) -> bool:
+    """Whether a comparison may be decided PASS/FAIL: every side has >= :data:`MIN_PROCESSES_TO_DECIDE` processes
+    and none of the processes it uses was flagged unstable (CV above the limit after a re-run,
+    :mod:`gate.measure.harness`).
+
+    Args:
+        n_processes: processes per side (one entry for a single variant against a budget, two for a ratio);
+            ``None`` (unknown) counts as too few.
+        unstable: whether a process the comparison uses was flagged unstable.
+
+    Returns:
+        ``True`` when the comparison may be decided.
+    """
+    return not unstable and bool(n_processes) and all(n is not None and n >= MIN_PROCESSES_TO_DECIDE for n in n_processes)
 
 
 def summarize(samples_per_process: Sequence[Sequence[float]], unit: str = "ms", decimals: int = 4) -> dict[str, Any]:
@@ -154,8 +178,8 @@ def ratio_ci_across_processes(baseline: Sequence[Sequence[float]], candidate: Se
 
     ``stat`` is the median over processes of each process's q-th percentile; the two variants are
     resampled independently (they ran in different processes). For latencies this ratio is the
-    speedup (> 1: candidate faster), as recommended in notes/edge_bench.md §11.9 ("bootstrap the
-    ratio of medians") but resampling processes as well as samples.
+    speedup (> 1: candidate faster). Its interval is a bootstrap percentile interval of that ratio of
+    medians (Efron & Tibshirani 1993, §13.3), resampling processes as well as samples.
 
     Args:
         baseline: raw values of the baseline, one non-empty list per process (positive).

@@ -13,7 +13,12 @@ Sources of the numbers:
 * ``bias.new_bias_rate`` uses the Wilson score interval (Wilson 1927, JASA 22:209-212) of ``count / n_at_risk``.
 * ``efficiency.*`` come from :func:`gate.measure.efficiency.efficiency_metrics` and ``budget.storage``/``budget.memory``
   from :func:`gate.measure.efficiency.budget_facts` (two-stage bootstrap across benchmark processes); ``budget.latency`` is
-  :func:`gate.measure.latency_stats.value_ci_across_processes` of the decode latency at the profile's percentile.
+  :func:`gate.measure.efficiency.latency_against_budgets`: each latency budget of the profile with the latency
+  at its percentile. A latency or memory comparison from fewer than 2 benchmark processes per variant, or (latency)
+  from a process flagged unstable, is marked ``undecided`` (:func:`undecided_latency`): INCONCLUSIVE, with the reason.
+* Which candidates the ``efficiency.*`` checks judge: those that claim compression and those whose artifact
+  *measures* as compressed against the dense one (:func:`measured_compression`: zeros in linear weights, stored
+  dtypes, ``sparse_initializer``), whatever they claim.
 * Minimum detectable effect: Connor 1987 (McNemar, :func:`gate.bbq.paired.mde_paired_proportions`) for ΔSRS;
   otherwise the normal approximation ``mde = (z_{1-alpha/2} + z_power) * se`` (Bloom 1995, "Minimum detectable
   effects", Evaluation Review 19:547-556) with ``se = (ci_high - ci_low) / (2 z_{1-alpha/2})`` read off the
@@ -23,9 +28,9 @@ Sources of the numbers:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Callable
 
 from gate.bbq.paired import mde_paired_proportions
 from gate.policy.file import Statistics
@@ -59,6 +64,9 @@ class Measurement:
         margin: a margin that overrides the policy's (budgets come from the hardware profile).
         status: a decided outcome for non-interval checks (``"pass"``/``"fail"``), else ``None``.
         skipped: why this group is not judged (e.g. a category without bias targets), else ``None``.
+        undecided: why this estimate may not be decided PASS/FAIL whatever its interval says (e.g. latency
+            measured in fewer than 2 benchmark processes, or in processes flagged unstable), and what would decide
+            it; the group is then INCONCLUSIVE with this reason. ``None`` when it may be decided.
         values: the raw numbers behind the estimate, with units in their keys.
     """
 
@@ -74,6 +82,7 @@ class Measurement:
     margin: float | None = None
     status: str | None = None
     skipped: str | None = None
+    undecided: str | None = None
     values: dict = field(default_factory=dict)
 
 
@@ -86,7 +95,8 @@ class CheckSpec:
         metric: name of the compared quantity.
         unit: its unit.
         direction: ``"at_most"`` (PASS when the upper bound <= margin) or ``"at_least"`` (lower bound >= margin).
-        applies: ``"candidates"``, ``"compressed"`` (candidates claiming sparsity or quantization) or ``"all"``.
+        applies: ``"candidates"``, ``"compressed"`` (candidates claiming sparsity or quantization, or whose artifact
+            measures as compressed against the dense one: :func:`measured_compression`) or ``"all"``.
         bbq: per-category evaluation is possible.
         extract: ``(baseline_entry, entry, ctx) -> list[Measurement]``.
     """
@@ -97,7 +107,7 @@ class CheckSpec:
     direction: str
     applies: str
     bbq: bool
-    extract: Callable[[dict, dict, "Context"], list[Measurement]] | None
+    extract: Callable[[dict, dict, Context], list[Measurement]] | None
 
 
 @dataclass(frozen=True)
@@ -320,25 +330,77 @@ def _efficiency(base: dict, entry: dict, ctx: Context) -> dict:
     return ctx.cache["efficiency"]
 
 
+def undecided_latency(n_processes: list[int | None], unstable: bool, what: str, paired: bool = False) -> str | None:
+    """Why a latency (or memory) comparison may not be decided PASS/FAIL, and what would decide it; ``None`` if it may.
+
+    A comparison is undecidable when a side was measured in fewer than
+    :data:`gate.measure.latency_stats.MIN_PROCESSES_TO_DECIDE` benchmark processes (the interval then holds
+    within-process noise only, while the spread between fresh processes is the larger one: module docstring of
+    :mod:`gate.measure.latency_stats`), or when a process it uses was flagged unstable (its CV stayed above
+    ``--cv-limit`` after a re-run, :mod:`gate.measure.harness`); both are INCONCLUSIVE. The rule concerns the
+    comparisons read here, from independent benchmark processes (``entry["bench"]``); a paired comparison (both
+    models timed in the same processes, :func:`gate.measure.harness.measure_paired`) answers instability by its own
+    design and is not read by these checks yet.
+
+    Args:
+        n_processes: processes per side (``None`` = unknown, which counts as too few).
+        unstable: whether a process the comparison uses was flagged unstable.
+        what: the compared quantity, for the message (e.g. ``"decode speedup"``).
+        paired: the comparison comes from the paired protocol (its processes are set by ``--bench-max-processes``).
+
+    Returns:
+        one sentence, or ``None``.
+    """
+    from gate.measure.latency_stats import MIN_PROCESSES_TO_DECIDE
+
+    reasons, fixes = [], []
+    few = [n for n in n_processes if n is None or n < MIN_PROCESSES_TO_DECIDE]
+    if few:
+        counts = " and ".join("?" if n is None else str(n) for n in n_processes)
+        reasons.append(f"measured in {counts} benchmark process(es), fewer than {MIN_PROCESSES_TO_DECIDE} per variant, "
+                       "so the interval ignores the spread between fresh processes")
+        fixes.append("re-run with --bench-max-processes (or --bench-budget) allowing at least 2 paired processes"
+                     if paired else "re-run with --bench-processes 5 (at least 2)")
+    if unstable:
+        reasons.append("a benchmark process it uses was flagged unstable (CV above --cv-limit after a re-run; "
+                       "bench.stability.unstable_runs)")
+        fixes.append("re-run on a quieter machine (or with --cv-limit above the recorded CV if that noise is accepted)")
+    if not reasons:
+        return None
+    return f"not decided: the {what} was {'; and '.join(reasons)}; to decide it, {' and '.join(fixes)}"
+
+
 def _speedup(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     sp = _efficiency(base, entry, ctx).get("decode_speedup")
     if not sp:
         raise NotComputed("no decode latency measured for the candidate or the baseline (bench missing)")
     conf = sp.get("confidence", ctx.stats.confidence)
+    values = {k: sp.get(k) for k in ("baseline_p50_ms", "candidate_p50_ms", "context_tokens", "unstable",
+                                     "n_processes_baseline")}
+    paired = sp.get("protocol") is not None
+    if paired:
+        values.update({k: sp.get(k) for k in ("protocol", "stop_reason", "look_alpha", "n_blocks", "processes_needed")})
+    values.update(_compression_basis(base, entry))
     return [Measurement(sp["speedup_x"], sp["ci_low_x"], sp["ci_high_x"], conf, n=sp.get("n_processes_candidate"),
                         n_unit="benchmark processes", mde=mde_from_interval(sp["ci_low_x"], sp["ci_high_x"], conf,
                                                                             ctx.stats.power),
-                        method=sp["method"],
-                        values={k: sp.get(k) for k in ("baseline_p50_ms", "candidate_p50_ms", "context_tokens",
-                                                       "unstable", "n_processes_baseline")})]
+                        method=sp["method"], values=values,
+                        undecided=undecided_latency([sp.get("n_processes_baseline"), sp.get("n_processes_candidate")],
+                                                    bool(sp.get("unstable")), "decode speedup", paired=paired))]
 
 
 def _size(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     st = _efficiency(base, entry, ctx).get("storage_saving")
     if not st:
         raise NotComputed("artifact size of the candidate or the baseline unknown (size / artifact.bytes_total missing)")
-    return [Measurement(st["saving_fraction"], method=f"1 - bytes(candidate) / bytes(dense) on disk ({st['source']}); exact",
-                        values={"bytes_dense": st["baseline_bytes"], "bytes_candidate": st["candidate_bytes"]})]
+    values = {"bytes_dense": st["baseline_bytes"], "bytes_candidate": st["candidate_bytes"]}
+    values.update(_compression_basis(base, entry))
+    method = f"1 - bytes(candidate) / bytes(dense) on disk ({st['source']}); exact"
+    sparse = ((entry.get("size") or {}).get("sparse_initializers") or (entry.get("sparsity") or {}).get("sparse_initializers"))
+    if sparse:
+        values["sparse_initializer_dense_bytes_at_load"] = sparse.get("dense_bytes_at_load")
+        method += "; " + str(sparse.get("note", "ONNX Runtime densifies sparse_initializer tensors at session load"))
+    return [Measurement(st["saving_fraction"], method=method, values=values)]
 
 
 def _memory(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
@@ -346,11 +408,16 @@ def _memory(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     if not mem:
         raise NotComputed("peak memory above the pre-load baseline not measured for both variants (bench.memory)")
     conf = mem.get("confidence", ctx.stats.confidence)
+    values = {k: v for k, v in mem.items() if k.endswith("_bytes")}
+    values.update(_compression_basis(base, entry))
+    # peak memory is not timed, so the latency stability flag does not concern it; one process per side still
+    # leaves the spread between processes unmeasured
     return [Measurement(mem["saving_fraction"], mem["ci_low"], mem["ci_high"], conf, n=mem.get("n_processes_candidate"),
                         n_unit="benchmark processes", mde=mde_from_interval(mem["ci_low"], mem["ci_high"], conf,
                                                                             ctx.stats.power),
-                        method=mem["method"] + "; " + mem.get("basis", ""),
-                        values={k: v for k, v in mem.items() if k.endswith("_bytes")})]
+                        method=mem["method"] + "; " + mem.get("basis", ""), values=values,
+                        undecided=undecided_latency([mem.get("n_processes_baseline"), mem.get("n_processes_candidate")],
+                                                    False, "peak-memory saving"))]
 
 
 # --------------------------------------------------------------------------------------------------- budgets
@@ -391,44 +458,41 @@ def _budget_memory(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
                                                         "peak_above_baseline_bytes")})]
 
 
-def _latency_budget(profile: dict) -> tuple[float | None, float, str]:
-    """(budget ms/token, percentile, key) from the profile: ``latency_budgets.decode_p50_ms_per_token_max``
-    (hardware_profiles) or ``decode_latency_budget_ms`` (a p90 budget, gate/efficiency.budget_facts)."""
-    p50 = (profile.get("latency_budgets") or {}).get("decode_p50_ms_per_token_max")
-    if p50:
-        return float(p50), 50.0, "latency_budgets.decode_p50_ms_per_token_max"
-    p90 = profile.get("decode_latency_budget_ms")
-    return (float(p90) if p90 else None), 90.0, "decode_latency_budget_ms"
-
-
 def _budget_latency(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
-    budget, q, key = _latency_budget(ctx.profile)
-    if not budget:
-        raise _no_budget("decode latency budget (latency_budgets.decode_p50_ms_per_token_max)", ctx)
+    """One measurement per latency budget of the profile and measured length
+    (:func:`gate.measure.efficiency.latency_against_budgets`: p50, p90 or p95, decode and prefill, whichever the
+    profile sets); the budget is the margin."""
+    from gate.measure.efficiency import latency_against_budgets, latency_budgets
+
+    if not latency_budgets(ctx.profile):
+        raise _no_budget("latency budget (latency_budgets.decode_p50_ms_per_token_max or another percentile)", ctx)
     if ctx.execution.get("on_target") is False:  # x86 host timings say nothing about an Arm core's latency
         raise NotApplicable(f"not judged: latency was measured on a {ctx.execution.get('measured_arch', '?')} host, not on "
                             f"the '{ctx.profile.get('name', '?')}' target; measure on the device (--device ssh://...)")
-    dec = (entry.get("bench") or {}).get("decode_ms_per_token") or {}
-    per_process = dec.get("samples_per_process")
-    if not per_process:
-        raise NotComputed("no decode latency samples per process (bench.decode_ms_per_token.samples_per_process)")
-    from gate.measure.latency_stats import value_ci_across_processes
-
     s = ctx.stats
-    ci = value_ci_across_processes(per_process, q=q, confidence=s.confidence, n_resamples=s.resamples, seed=s.seed)
-    return [Measurement(ci["value"], ci["ci_low"], ci["ci_high"], s.confidence, n=ci["n_processes"],
-                        n_unit="benchmark processes", mde=mde_from_interval(ci["ci_low"], ci["ci_high"], s.confidence, s.power),
-                        margin=budget, method=ci["method"] + f", against profile {key}",
-                        values={"context_tokens": dec.get("context_tokens"), "budget_key": key})]
+    try:
+        facts = latency_against_budgets(entry.get("bench") or {}, ctx.profile, seed=s.seed, confidence=s.confidence,
+                                        n_resamples=s.resamples)
+    except ValueError as exc:
+        raise NotComputed(str(exc)) from None
+    return [Measurement(f["value_ms"], f["ci_low_ms"], f["ci_high_ms"], f["confidence"], n=f["n_processes"],
+                        n_unit="benchmark processes",
+                        mde=mde_from_interval(f["ci_low_ms"], f["ci_high_ms"], f["confidence"], s.power),
+                        margin=f["budget_ms"], method=f["method"] + f", against profile {f['budget_key']}",
+                        group=f["label"] if len(facts) > 1 else None,
+                        values={"context_tokens" if f["phase"] == "decode" else "prompt_tokens": f["tokens"],
+                                "percentile": f["percentile"], "budget_key": f["budget_key"],
+                                "unstable": f["unstable"]},
+                        undecided=undecided_latency([f["n_processes"]], bool(f["unstable"]), f"{f['label']} latency"))
+            for f in facts]
 
 
 # ------------------------------------------------------------------------------------------- claims, export
 
 
 def _sparsity_claim(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
-    """``|measured - claimed|`` sparsity of the pruned linear layers (folded in from helper B's
-    ``sparsity_claim_findings``). ``measured`` is the fraction of the dense model's pruned-linear weights that are
-    zero or removed (``sparsity.effective_vs_dense.pruned_linears``, so structured pruning is judged too) when
+    """``|measured - claimed|`` sparsity of the pruned linear layers. ``measured`` is the fraction of the dense
+    model's pruned-linear weights that are zero or removed (``sparsity.effective_vs_dense.pruned_linears``, so structured pruning is judged too) when
     known, else the zero fraction in the artifact (``sparsity.measured_pruned_linears``, the definition of
     locuslab/wanda ``check_sparsity``). A quantized artifact may hold *more* zeros than claimed (weights rounded to
     the zero point), so for it only a shortfall ``max(0, claimed - measured)`` counts."""
@@ -483,7 +547,7 @@ def _export_verify(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     if ver.get("passed") is None:
         raise NotApplicable(ver.get("note") or "no PyTorch model to compare the export with")
     return [Measurement(ver.get("max_abs_logit_diff"), status=PASS if ver["passed"] else FAIL,
-                        margin=ver.get("tolerance"), method="ONNX Runtime vs PyTorch logits",
+                        margin=ver.get("tolerance"), method=ver.get("method") or "ONNX Runtime vs PyTorch logits",
                         values={k: v for k, v in ver.items() if isinstance(v, (int, float, bool, str)) or v is None})]
 
 
@@ -511,7 +575,8 @@ CHECKS: dict[str, CheckSpec] = {s.id: s for s in (
           _memory),
     _spec("budget.storage", "artifact bytes on disk", "bytes", AT_MOST, "candidates", _budget_storage),
     _spec("budget.memory", "peak RSS", "bytes", AT_MOST, "candidates", _budget_memory),
-    _spec("budget.latency", "median decode latency", "ms per token", AT_MOST, "candidates", _budget_latency),
+    _spec("budget.latency", "latency at each budget's percentile (median over processes)",
+          "ms (decode: per token; prefill: per prompt)", AT_MOST, "candidates", _budget_latency),
     _spec("sparsity.claim", "|measured - claimed| sparsity of pruned linear layers", "fraction", AT_MOST,
           "candidates", _sparsity_claim),
     _spec("export.verify", "max |logit(ONNX) - logit(PyTorch)|", "logit units", AT_MOST, "all", _export_verify),
@@ -522,17 +587,90 @@ BIAS_CHECKS = ("bias.s_amb", "bias.srs", "bias.new_bias_rate")
 """Checks whose failure, with perplexity.ratio passing, is the perplexity paradox."""
 
 
+MEASURED_SPARSITY_MARGIN = 0.01
+"""Zeros in the linear weights (fraction) above the dense artifact's from which a candidate counts as pruned,
+whatever it claims: 1 percentage point, the tolerance :func:`gate.measure.artifact_stats.onnx_sparsity` lists
+layers off a claim at (a dense fp32 model holds almost no exact zeros; rounding to fp16 adds a few)."""
+
+
 def claims_compression(entry: dict) -> bool:
     """Whether a variant claims to be compressed (pruned with a sparsity claim, or quantized)."""
     return bool(entry.get("claims_sparsity")) or bool((entry.get("compression") or {}).get("quantization"))
 
 
-def applicability(spec: CheckSpec, entry: dict) -> str | None:
-    """``None`` when ``spec`` applies to ``entry``, else the reason it is skipped."""
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def measured_compression(entry: dict, baseline: dict | None) -> str | None:
+    """Why a variant's artifact *measures* as compressed against the dense artifact, or ``None``.
+
+    Read from what :mod:`gate.measure.artifact_stats` found in the two ONNX files, never from a claim:
+
+    * zeros in the pruned linears (``sparsity.measured_pruned_linears``) above the dense artifact's by more than
+      :data:`MEASURED_SPARSITY_MARGIN`, or dense weights removed (``sparsity.effective_vs_dense.pruned_linears``,
+      structured pruning) by more than that;
+    * other stored weight dtypes (``size.dtypes``, e.g. float16 or int8 where dense is float32), or quantized
+      weights (``sparsity.quantized``) where dense has none;
+    * weights stored as ONNX ``sparse_initializer`` (``size.sparse_initializers``) where dense has none.
+
+    Such an artifact promises a saving, so the efficiency checks judge it.
+
+    Args:
+        entry: the variant's report entry (``sparsity``, ``size``).
+        baseline: the dense variant's entry, or ``None`` (then nothing is measured as different).
+
+    Returns:
+        a sentence naming what was measured, or ``None`` (not measured as compressed, or not measured at all).
+    """
+    if not baseline:
+        return None
+    s, b = entry.get("sparsity") or {}, baseline.get("sparsity") or {}
+    sz, bz = entry.get("size") or {}, baseline.get("size") or {}
+    found = []
+    c_sp, d_sp = s.get("measured_pruned_linears"), b.get("measured_pruned_linears")
+    if c_sp is not None and d_sp is not None and c_sp - d_sp > MEASURED_SPARSITY_MARGIN:
+        found.append(f"{_pct(c_sp)} of its linear weights are zero (dense artifact: {_pct(d_sp)})")
+    eff = (s.get("effective_vs_dense") or {}).get("pruned_linears")
+    if eff is not None and (c_sp is None or eff - c_sp > MEASURED_SPARSITY_MARGIN) \
+            and eff - (d_sp or 0.0) > MEASURED_SPARSITY_MARGIN:
+        found.append(f"{_pct(eff)} of the dense model's linear weights are zero or removed")
+    c_dt, d_dt = set(sz.get("dtypes") or {}), set(bz.get("dtypes") or {})
+    if c_dt and d_dt and c_dt != d_dt:
+        found.append(f"its weights are stored as {', '.join(sorted(c_dt))} (dense artifact: {', '.join(sorted(d_dt))})")
+    elif s.get("quantized") and not b.get("quantized"):
+        found.append("its weights are quantized (dense artifact: not)")
+    sp = sz.get("sparse_initializers") or s.get("sparse_initializers")
+    if sp and not (bz.get("sparse_initializers") or b.get("sparse_initializers")):
+        found.append(f"{sp.get('tensors')} weight tensor(s) are stored as sparse_initializer ({sp.get('nnz')} of "
+                     f"{sp.get('params')} values stored; ONNX Runtime densifies them at load)")
+    if not found:
+        return None
+    return "measured in the artifact: " + "; ".join(found)
+
+
+def _compression_basis(base: dict | None, entry: dict) -> dict:
+    """``{"compression_basis": ...}`` for a candidate judged as compressed on measurement alone, else ``{}``."""
+    if claims_compression(entry):
+        return {}
+    why = measured_compression(entry, base)
+    return {"compression_basis": why} if why else {}
+
+
+def applicability(spec: CheckSpec, entry: dict, baseline: dict | None = None) -> str | None:
+    """``None`` when ``spec`` applies to ``entry``, else the reason it is skipped.
+
+    A ``"compressed"`` check applies to a candidate that claims compression (:func:`claims_compression`) or whose
+    artifact measures as compressed against ``baseline`` (:func:`measured_compression`), whatever it claims: a
+    user's ONNX export with half its linear weights zero promises a saving and is judged on it.
+    """
     if spec.applies == "all":
         return None
     if entry.get("role") != "candidate":
         return "the baseline is the reference, not a candidate"
-    if spec.applies == "compressed" and not claims_compression(entry):
-        return "the candidate claims neither sparsity nor quantization"
+    if spec.applies == "compressed" and not claims_compression(entry) and not measured_compression(entry, baseline):
+        measured = entry.get("sparsity") is not None or entry.get("size") is not None
+        return ("the candidate claims neither sparsity nor quantization"
+                + (", and its artifact measures as the dense one does (zeros in linear weights, dtypes, "
+                   "sparse_initializer)" if measured and baseline else ", and its artifact was not measured"))
     return None

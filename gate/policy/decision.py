@@ -1,6 +1,6 @@
 """The decision rule: each check's status from its confidence interval and margin, then the verdict and exit code.
 
-Per check and group (``shared/notes/gate_ux.md`` §4.1; non-inferiority testing with a margin, e.g. Wellek 2010,
+Per check and group (non-inferiority testing with a margin, e.g. Wellek 2010,
 *Testing Statistical Hypotheses of Equivalence and Noninferiority*, 2nd ed., ch. 2), with ``[lo, hi]`` the two-sided
 interval at the policy's confidence and ``m`` the margin:
 
@@ -16,8 +16,15 @@ from the normal approximation implied by the interval (its half-width on the mar
 ``z_{1-alpha/2}`` as standard error, so an unadjusted p <= alpha/2 is exactly ``lo > m``), adjusted by Holm (1979)
 or Bonferroni, and a category FAILs when its adjusted p <= alpha/2.
 
+A measurement the check marks ``undecided`` (latency or memory from fewer than 2 benchmark processes per variant, or
+from processes flagged unstable: :func:`gate.policy.checks.undecided_latency`) is INCONCLUSIVE with that reason,
+whatever its interval says.
+
 Verdict and exit code (precedence error > fail > inconclusive > warn/pass): 4 when a check is ERROR or no check
-executed; 1 when a blocking check FAILs (or is INCONCLUSIVE with ``on_inconclusive = "fail"``); 3 when a blocking
+executed, or when a candidate has no executed blocking check comparing it with the dense model (it then gets an
+ERROR check :data:`COVERAGE_CHECK`: nothing that ran could have stopped it, so it cannot pass; ``export.verify``
+alone does not judge a candidate; with ``fail_on = "never"``, where nothing blocks by choice, one executed check of
+any severity is needed); 1 when a blocking check FAILs (or is INCONCLUSIVE with ``on_inconclusive = "fail"``); 3 when a blocking
 check is INCONCLUSIVE with ``on_inconclusive = "exit-3"``; 0 otherwise (verdict ``warn`` when a non-blocking check
 failed, was inconclusive or waived). A check blocks when its severity is at or above ``fail_on`` (``"never"``: none
 blocks). Exit 5 (integrity) belongs to ``prunegate verify``; 2 (usage) is raised before any check runs.
@@ -27,12 +34,22 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from statistics import NormalDist
 
-from gate.policy.checks import (AT_LEAST, AT_MOST, BIAS_CHECKS, CHECKS, Context, Measurement, NotApplicable, NotComputed,
-                     applicability, z_crit)
 from gate.bbq.paired import holm
+from gate.policy.checks import (
+    AT_LEAST,
+    AT_MOST,
+    BIAS_CHECKS,
+    CHECKS,
+    Context,
+    Measurement,
+    NotApplicable,
+    NotComputed,
+    applicability,
+    z_crit,
+)
 from gate.policy.file import FAIL_ON, Policy, Waiver, active_waivers
 from gate.policy.status import ERROR, FAIL, INCONCLUSIVE, PASS, SKIPPED, WAIVED, WARN
 from gate.runtime.errors import ExitCode
@@ -42,9 +59,13 @@ EXIT_CODES = {PASS: ExitCode.PASS, WARN: ExitCode.PASS, FAIL: ExitCode.FAIL, INC
 """Exit code (:class:`~gate.runtime.errors.ExitCode`) of each verdict of ``prunegate check``."""
 EXIT_INTEGRITY = ExitCode.INTEGRITY  # kept for old imports; use ExitCode.INTEGRITY
 BLOCKING_SEVERITIES = {"error": ("error",), "warning": ("error", "warning"), "never": ()}
+COVERAGE_CHECK = "gate.coverage"
+"""Id of the check added, as ERROR, for a candidate with no executed blocking check (module docstring)."""
+EXECUTED_STATUSES = (PASS, FAIL, INCONCLUSIVE, WAIVED)
+"""Check statuses that count as executed."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckResult:
     """One check on one variant, as written to ``report["checks"]``.
 
@@ -179,9 +200,12 @@ def _describe(m: Measurement, margin: float, direction: str, status: str) -> str
     if m.ci_low is None:
         text = f"{where}{_fmt(m.estimate)} (exact), required {cmp} {_fmt(margin)}"
     else:
-        text = (f"{where}{_fmt(m.estimate)}, {m.confidence:.0%} CI [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}], "
+        level = format(m.confidence, ".0%" if abs(m.confidence * 100 - round(m.confidence * 100)) < 1e-9 else ".2%")
+        text = (f"{where}{_fmt(m.estimate)}, {level} CI [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}], "
                 f"required {cmp} {_fmt(margin)}")
-    if status == INCONCLUSIVE:
+    if status == INCONCLUSIVE and m.undecided:
+        text += f": {m.undecided}"
+    elif status == INCONCLUSIVE:
         need = n_needed(m, margin)
         text += (f": the interval contains the margin; MDE {_fmt(m.mde, '.3g')}"
                  + (f"; about {need} {m.n_unit} would decide it at this estimate" if need else ""))
@@ -198,7 +222,8 @@ def _judge(spec, cp, variant: str, measures: list[Measurement], policy: Policy, 
         return CheckResult(**base, status=ERROR, message="not computed: the metric is undefined in every category; "
                                                           "failing closed")
     margins = [cp.margin if m.margin is None else m.margin for m in judged]
-    raw = [m.status or interval_status(m.estimate, m.ci_low, m.ci_high, mg, direction) for m, mg in zip(judged, margins)]
+    raw = [INCONCLUSIVE if m.undecided else m.status or interval_status(m.estimate, m.ci_low, m.ci_high, mg, direction)
+           for m, mg in zip(judged, margins)]
     adjusted: list[float | None] = [None] * len(judged)
     statuses = list(raw)
     if len(judged) > 1 and policy.statistics.multiple_comparisons != "none":
@@ -245,7 +270,8 @@ def _judge(spec, cp, variant: str, measures: list[Measurement], policy: Policy, 
         message += f"; waived by {waived_by}"
     return CheckResult(**base, status=status, message=message, estimate=m.estimate, ci_low=m.ci_low,
                        ci_high=m.ci_high, confidence=m.confidence, margin=margin, mde=m.mde, n=m.n, n_unit=m.n_unit,
-                       n_needed=n_needed(m, margin) if statuses[i] == INCONCLUSIVE else None, waived_by=waived_by,
+                       n_needed=n_needed(m, margin) if statuses[i] == INCONCLUSIVE and not m.undecided else None,
+                       waived_by=waived_by,
                        method=m.method, group=m.group, groups=groups, values=m.values)
 
 
@@ -293,7 +319,7 @@ def evaluate_checks(report: dict, policy: Policy, *, today: dt.date | None = Non
             cp = policy.checks[cid]
             common = dict(id=cid, variant=name, metric=spec.metric, unit=spec.unit, direction=spec.direction,
                           severity=cp.severity)
-            reason = applicability(spec, entry)
+            reason = applicability(spec, entry, baseline)
             if reason is not None:
                 if entry.get("role") == "candidate" or spec.applies == "all":
                     mine.append(CheckResult(**common, status=SKIPPED, message=f"not applicable: {reason}"))
@@ -328,7 +354,52 @@ def evaluate_checks(report: dict, policy: Policy, *, today: dt.date | None = Non
     return out
 
 
-@dataclass
+def _with_coverage(checks: list[CheckResult], report: dict, blocking: tuple[str, ...]) -> list[CheckResult]:
+    """``checks`` with an ERROR :data:`COVERAGE_CHECK` after each candidate that has no executed blocking check.
+
+    A check counts when its status is executed (:data:`EXECUTED_STATUSES`), it compares the candidate with the
+    dense model (``applies`` is ``"candidates"`` or ``"compressed"``: ``export.verify``, which every variant gets,
+    says the export is faithful, not that the candidate is fit), it is not derived from others
+    (``perplexity.paradox``) and its severity blocks at the run's ``fail_on`` (any severity when nothing blocks,
+    ``fail_on = "never"``). A candidate whose every such check was disabled, skipped or not computed was not
+    judged: a PASS for it would say nothing.
+    """
+    out: list[CheckResult] = []
+    cands = [v.get("name", "?") for v in report.get("variants") or [] if v.get("role") == "candidate"]
+    by_variant: dict[str, list[CheckResult]] = {}
+    for r in checks:
+        by_variant.setdefault(r.variant, []).append(r)
+    for name in by_variant.keys() | set(cands):
+        if name not in cands:
+            continue
+        mine = by_variant.get(name, [])
+        counted = [r for r in mine if r.status in EXECUTED_STATUSES and CHECKS.get(r.id) is not None
+                   and CHECKS[r.id].extract is not None and CHECKS[r.id].applies != "all"
+                   and (not blocking or r.severity in blocking)]
+        if counted:
+            continue
+        not_run = {}
+        for r in mine:
+            not_run.setdefault(r.status, []).append(r.id)
+        detail = "; ".join(f"{st}: {', '.join(ids)}" for st, ids in sorted(not_run.items())) or "no check at all"
+        need = "blocking check (severity " + " or ".join(blocking) + ")" if blocking else "check"
+        by_variant[name] = mine + [CheckResult(
+            id=COVERAGE_CHECK, variant=name, metric="executed blocking checks of the candidate", unit="checks",
+            direction=AT_LEAST, status=ERROR, severity="error", effect="error", estimate=0.0, margin=1.0,
+            message=f"no {need} comparing it with the dense model was executed for this candidate, so nothing "
+                    f"judged it and it cannot pass ({detail}); enable a check that concerns it in the policy",
+            method="count of executed (pass, fail, inconclusive, waived) non-derived checks whose severity blocks at "
+                   "fail_on", values={"not_executed": not_run})]
+    seen: set[str] = set()
+    for r in checks:  # report order: each variant's checks, the coverage check last
+        if r.variant not in seen:
+            seen.add(r.variant)
+            out += by_variant.get(r.variant, [])
+    out += [r for n in cands if n not in seen for r in by_variant.get(n, [])]
+    return out
+
+
+@dataclass(frozen=True)
 class Decision:
     """The outcome of the gate.
 
@@ -356,6 +427,12 @@ class Decision:
         keep = ("id", "variant", "status", "severity", "effect", "message", "waived_by")
         return [{k: r.to_dict()[k] for k in keep} | {"values": r.to_dict()["values"]}
                 for r in self.checks if r.effect != "none" or r.status == WAIVED]
+
+    def report_fields(self) -> dict:
+        """The report's fields this decision owns: ``checks``, ``findings``, ``summary``, ``verdict``, ``exit_code``
+        (the decision's ``warnings`` are appended to the report's by the caller)."""
+        return {"checks": [r.to_dict() for r in self.checks], "findings": self.findings(), "summary": self.summary(),
+                "verdict": self.verdict, "exit_code": self.exit_code}
 
     def summary(self) -> dict:
         """Counts by status, blocking checks, the rule applied."""
@@ -391,24 +468,31 @@ def decide(report: dict, policy: Policy, *, fail_on: str | None = None, today: d
     blocking = BLOCKING_SEVERITIES[threshold]
     checks = evaluate_checks(report, policy, today=today)
     _, warnings = active_waivers(policy, today)
-    for r in checks:
+
+    def effect(r: CheckResult) -> str:
         blocks = r.severity in blocking
         if r.status == ERROR:
-            r.effect = "error"
-        elif r.status == FAIL:
-            r.effect = "fail" if blocks else "warning"
-        elif r.status == INCONCLUSIVE:
-            r.effect = ({"fail": "fail", "exit-3": "exit-3", "warn": "warning"}[policy.on_inconclusive]
-                        if blocks else "warning")
-        elif r.status == WAIVED:
-            r.effect = "warning"
-    executed = [r for r in checks if r.status in (PASS, FAIL, INCONCLUSIVE, WAIVED)]
+            return "error"
+        if r.status == FAIL:
+            return "fail" if blocks else "warning"
+        if r.status == INCONCLUSIVE:
+            return {"fail": "fail", "exit-3": "exit-3", "warn": "warning"}[policy.on_inconclusive] if blocks else "warning"
+        if r.status == WAIVED:
+            return "warning"
+        return r.effect
+
+    checks = [replace(r, effect=effect(r)) for r in checks]
+    checks = _with_coverage(checks, report, blocking)
+    executed = [r for r in checks if r.status in EXECUTED_STATUSES]
     effects = {r.effect for r in checks}
     if not executed:
         verdict, reason = ERROR, "no check executed: nothing was judged, so the gate cannot pass"
     elif "error" in effects:
-        n = sum(r.effect == "error" for r in checks)
-        verdict, reason = ERROR, f"{n} check(s) could not be computed (fail closed)"
+        n = sum(r.effect == "error" and r.id != COVERAGE_CHECK for r in checks)
+        unjudged = [r.variant for r in checks if r.id == COVERAGE_CHECK]
+        parts = ([f"{n} check(s) could not be computed (fail closed)"] if n else []) + (
+            [f"no blocking check executed for {', '.join(unjudged)}"] if unjudged else [])
+        verdict, reason = ERROR, "; ".join(parts)
     elif "fail" in effects:
         verdict, reason = FAIL, f"{sum(r.effect == 'fail' for r in checks)} blocking check(s) failed"
     elif "exit-3" in effects:
@@ -422,14 +506,3 @@ def decide(report: dict, policy: Policy, *, fail_on: str | None = None, today: d
                     warnings=warnings, reason=reason)
 
 
-def apply_decision(report: dict, policy: Policy, *, fail_on: str | None = None, today: dt.date | None = None) -> Decision:
-    """Decide and write ``checks``, ``findings``, ``summary``, ``warnings``, ``verdict`` and ``exit_code`` into ``report``."""
-    d = decide(report, policy, fail_on=fail_on, today=today)
-    report["checks"] = [r.to_dict() for r in d.checks]
-    report["findings"] = d.findings()
-    report["summary"] = d.summary()
-    report.setdefault("warnings", [])
-    report["warnings"] += d.warnings
-    report["verdict"] = d.verdict
-    report["exit_code"] = d.exit_code
-    return d

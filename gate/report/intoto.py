@@ -1,4 +1,4 @@
-"""``intoto.json``: an unsigned in-toto Statement v1 binding a candidate artifact to its gate result.
+"""``intoto.json``: an in-toto Statement v1 binding a candidate artifact to its gate result (signing: below).
 
 Format: in-toto attestation framework, ``spec/v1/statement.md`` (``_type``, ``subject`` = ResourceDescriptors
 with ``name`` + ``digest``, ``predicateType``, ``predicate``) with the Test Result predicate
@@ -7,20 +7,23 @@ PASSED | WARNED | FAILED, ``configuration`` = ResourceDescriptors of what config
 ``passedTests``, ``warnedTests``, ``failedTests``).
 
 * subject: the candidate artifact, ``{name, digest: {sha256: <root digest>}}``; the root digest is the
-  model-signing v1.0 digest of digests (``exporters/artifact.py``), so the same value names the model in a
-  model-signing signature.
+  model-signing v1.0 digest of digests (:func:`exporters.artifact.digest_of_digests`), so the same value
+  names the model in a model-signing signature.
 * configuration: the policy (its sha256), the BBQ suite manifest (its sha256) and the baseline artifact.
 * tests: the checks of that candidate, by check id. A blocking failure, an error or a blocking inconclusive
   result is a failed test; a non-blocking problem is a warned test; pass, skipped and waived are passed tests
   (waived and skipped are listed under their own name with a ``#waived``/``#skipped`` suffix so a policy can
   tell them apart). A partial report (crashed or interrupted run) is FAILED with the test ``prunegate.run``.
 
-Signing is left to the CI (e.g. ``cosign attest --type https://in-toto.io/attestation/test-result/v0.1``).
+Signing: ``prunegate report sign REPORT --key PRIVATE.pem`` writes ``<statement>.sig`` beside each statement, a
+DSSE v1 envelope (payload type ``application/vnd.in-toto+json``, in-toto ``spec/v1/envelope.md``) signed with
+Ed25519 (:mod:`gate.report.signing`), after checking that the statement is the one :func:`render_intoto` gives for
+the report. A CI may sign instead (e.g. ``cosign attest --type https://in-toto.io/attestation/test-result/v0.1``).
 """
 
 from __future__ import annotations
 
-from gate.runtime.errors import InputError
+from gate.policy.status import PASS, SKIPPED, WAIVED
 from gate.report.view import (
     artifact_digest,
     candidates,
@@ -28,6 +31,7 @@ from gate.report.view import (
     policy_digest,
     variant_by_name,
 )
+from gate.runtime.errors import InputError
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 TEST_RESULT_TYPE = "https://in-toto.io/attestation/test-result/v0.1"
@@ -79,9 +83,9 @@ def render_intoto(report: dict, variant: str | None = None, url: str | None = No
     rows = [r for r in check_rows(report) if r.variant == cand["name"]]
     passed, warned, failed = [], [], []
     for r in rows:
-        if r.status == "pass":
+        if r.status == PASS:
             passed.append(r.id)
-        elif r.status in ("skipped", "waived"):
+        elif r.status in (SKIPPED, WAIVED):
             passed.append(f"{r.id}#{r.status}")
         elif r.level == "error":
             failed.append(r.id)
