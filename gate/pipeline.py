@@ -713,7 +713,7 @@ def measure_artifact_stats(artifacts: Artifacts, work_dir: Path, session: Sessio
     for a in artifacts.variants:
         claimed = (a.entry.get("compression") or {}).get("claimed_sparsity")
         key = sha256_json({"files": [f["sha256"] for f in a.entry["artifact"]["files"]], "claimed": claimed, "zstd": ZSTD_LEVEL,
-                           "gzip": GZIP_LEVEL, "optimization": session.graph_optimization, "providers": list(session.providers)})
+                           "gzip": GZIP_LEVEL, "cost": 1, "optimization": session.graph_optimization, "providers": list(session.providers)})
 
         def build(_out: Path, a=a, claimed=claimed) -> dict:
             log(f"measuring sparsity and size of {a.name}")

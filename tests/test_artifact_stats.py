@@ -278,11 +278,17 @@ def test_size_accounting_of_the_tiny_export(tiny_onnx_dir):
     from exporters.artifact import describe_artifact
 
     inv = load_inventory(tiny_onnx_dir)
-    size = size_accounting(tiny_onnx_dir, inventory=inv)
+    size = size_accounting(tiny_onnx_dir, inventory=inv, gzip_level=6)
     art = describe_artifact(tiny_onnx_dir)
     assert size["bytes_on_disk"] == art["bytes_total"]
     blob = b"".join(Path(p).read_bytes() for p in size["files"])
     assert size["bytes_gzip"] == len(gzip.compress(blob, compresslevel=6, mtime=0))
+    default = size_accounting(tiny_onnx_dir, inventory=inv)  # gzip is opt-in; every other number is the same
+    assert default["bytes_gzip"] is None and "skipped" in default["compression_settings"]["gzip"]
+    assert {k: v for k, v in default.items() if k not in ("bytes_gzip", "compression_settings", "seconds", "op_types")} \
+        == {k: v for k, v in size.items() if k not in ("bytes_gzip", "compression_settings", "seconds", "op_types")}
+    cost = size["op_types"]["static_cost"]  # the kernels ORT runs, from its optimized graph
+    assert cost["decode"]["flops_per_token"] > 0 and cost["n_weight_nodes"] == sum(k["count"] for k in cost["kernels"])
     import zstandard
 
     assert size["bytes_zstd"] == len(zstandard.ZstdCompressor(level=3).compress(blob))

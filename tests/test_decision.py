@@ -40,12 +40,19 @@ def _bench(decode_ms, rss):
                        "peak_rss_bytes_per_process": [rss] * 3, "peak_above_baseline_bytes": rss - 50e6}}
 
 
+def _cost(weight_bytes, dtype):
+    """A static cost (gate.measure.cost.static_cost shape): one weight node reading ``weight_bytes`` per token."""
+    return {"decode": {"flops_per_token": 2 * 64, "weight_bytes_per_token": weight_bytes},
+            "kernels": [{"op": "MatMul", "dtype": dtype, "shape": [8, 8], "count": 1}]}
+
+
 def _entry(name, role="candidate", *, paired=None, ppl=1.02, decode_ms=10.0, rss=400e6, size=1000, claims=True,
            sparsity=(0.5, 0.5), verified=True):
     e = {"name": name, "role": role, "claims_sparsity": claims and role == "candidate",
          "compression": {"method": "magnitude" if claims else "none", "claimed_sparsity": sparsity[0] if claims else None},
          "artifact": {"bytes_total": size}, "export": {"verification": {"passed": verified, "tolerance": 1e-3}},
-         "bench": _bench(decode_ms, rss), "perplexity": {"value": 10.0 * (ppl or 1), "ratio_to_dense": ppl}}
+         "bench": _bench(decode_ms, rss), "perplexity": {"value": 10.0 * (ppl or 1), "ratio_to_dense": ppl},
+         "size": {"op_types": {"static_cost": _cost(size, "float" if role == "baseline" else "int8")}}}
     if role == "candidate":
         e["paired_vs_baseline"] = paired or {**_group(), "by_category": {"Age": _group(), "SES": _group()}}
         if claims:

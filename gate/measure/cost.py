@@ -156,7 +156,8 @@ def static_cost(graph) -> dict:
     """Per-token cost of a graph's weight nodes, for the report.
 
     Returns:
-        ``{"decode": {"flops_per_token", "weight_bytes_per_token"}, "prefill": {"flops_per_token",
+        ``{"decode": {"flops_per_token", "weight_bytes_per_token"}, "kernels": [{"op", "dtype", "shape", "count"}],
+        "prefill": {"flops_per_token",
         "weight_bytes_per_prompt"}, "by_op_dtype": {"<op>/<dtype>": {"nodes", "macs_per_token",
         "weight_bytes"}}, "n_weight_nodes", "method"}`` (FLOPs = 2 x MACs; bytes).
     """
@@ -168,8 +169,13 @@ def static_cost(graph) -> dict:
         g["macs_per_token"] += w.macs_per_token
         g["weight_bytes"] += w.bytes_total
     macs = sum(w.macs_per_token for w in nodes)
+    kernels: dict[tuple, int] = defaultdict(int)
+    for w in nodes:
+        kernels[w.kernel] += 1
     return {
         "decode": {"flops_per_token": 2 * macs, "weight_bytes_per_token": sum(w.bytes_per_decode_token for w in nodes)},
+        "kernels": [{"op": op, "dtype": dt, "shape": list(shape), "count": k}
+                    for (op, dt, shape), k in sorted(kernels.items())],
         "prefill": {"flops_per_token": 2 * macs, "weight_bytes_per_prompt": sum(w.bytes_total for w in nodes)},
         "by_op_dtype": dict(sorted(groups.items())),
         "n_weight_nodes": len(nodes),
@@ -180,39 +186,43 @@ def static_cost(graph) -> dict:
     }
 
 
-def compare_costs(baseline_graph, candidate_graph) -> dict:
+def compare_costs(baseline: dict, candidate: dict) -> dict:
     """Whether a candidate runs the baseline's kernels, and the decode speedup its weight bytes allow.
 
     Args:
-        baseline_graph, candidate_graph: ``GraphProto`` of the ORT-optimized models.
+        baseline, candidate: :func:`static_cost` results (``size.op_types.static_cost`` in a report) or
+            ``GraphProto`` objects of the ORT-optimized models.
 
     Returns:
         ``{"same_kernels": bool, "kernels_differ": int (weight nodes whose (op, dtype, shape) is not in the
         baseline's multiset), "decode_bytes_ratio": baseline / candidate weight bytes per decode token (x),
         "decode_flops_ratio": baseline / candidate FLOPs per token (x), "predicted_decode_speedup_bound": the
-        bytes ratio (memory-bound decode, roofline), "verdict": "no speedup or saving structurally possible" |
-        "different kernels: speedup bounded by the bytes ratio", "method"}``.
+        bytes ratio (memory-bound decode, roofline; 1.0 for the same kernels), "verdict", "method"}``.
     """
     from collections import Counter
 
-    b, c = weight_nodes(baseline_graph), weight_nodes(candidate_graph)
-    bk, ck = Counter(w.kernel for w in b), Counter(w.kernel for w in c)
-    differ = sum((ck - bk).values())
+    b = baseline if isinstance(baseline, dict) else static_cost(baseline)
+    c = candidate if isinstance(candidate, dict) else static_cost(candidate)
+
+    def multiset(cost: dict) -> Counter:
+        return Counter({(k["op"], k["dtype"], tuple(k["shape"])): int(k["count"]) for k in cost["kernels"]})
+
+    bk, ck = multiset(b), multiset(c)
     same = bk == ck
-    b_bytes, c_bytes = sum(w.bytes_per_decode_token for w in b), sum(w.bytes_per_decode_token for w in c)
-    b_macs, c_macs = sum(w.macs_per_token for w in b), sum(w.macs_per_token for w in c)
+    b_bytes, c_bytes = b["decode"]["weight_bytes_per_token"], c["decode"]["weight_bytes_per_token"]
+    b_flops, c_flops = b["decode"]["flops_per_token"], c["decode"]["flops_per_token"]
     ratio = b_bytes / c_bytes if c_bytes else None
     return {
         "same_kernels": same,
-        "kernels_differ": differ,
+        "kernels_differ": sum((ck - bk).values()),
         "decode_bytes_ratio": ratio,
-        "decode_flops_ratio": (b_macs / c_macs) if c_macs else None,
+        "decode_flops_ratio": (b_flops / c_flops) if c_flops else None,
         "predicted_decode_speedup_bound": 1.0 if same else ratio,
         "verdict": "no speedup or saving structurally possible: the same kernels on the same shapes and dtypes"
                    if same else "different kernels: the decode speedup is bounded by the weight-bytes ratio",
-        "method": "multisets of (op type, weight dtype, weight shape) of the weight nodes compared; bound = baseline / "
-                  "candidate weight bytes read per decode token (batch-1 decode is memory-bound: roofline, Williams "
-                  "et al. 2009)",
+        "method": "multisets of (op type, weight dtype, weight shape) of the weight nodes of the ORT-optimized graphs "
+                  "compared; bound = baseline / candidate weight bytes read per decode token (batch-1 decode is "
+                  "memory-bound: roofline, Williams et al. 2009)",
     }
 
 

@@ -389,6 +389,30 @@ def _speedup(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
                                                     bool(sp.get("unstable")), "decode speedup", paired=paired))]
 
 
+def _structural(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
+    """The decode speedup the kernels allow (:func:`gate.measure.cost.compare_costs`), exact, with the measured
+    speedup beside it as confirmation."""
+    from gate.measure.cost import compare_costs
+
+    b = ((base.get("size") or {}).get("op_types") or {}).get("static_cost")
+    c = ((entry.get("size") or {}).get("op_types") or {}).get("static_cost")
+    if not b or not c:
+        raise NotComputed("static cost of the optimized graph unknown (size.op_types.static_cost missing)")
+    cmp = compare_costs(b, c)
+    if cmp["predicted_decode_speedup_bound"] is None:
+        raise NotComputed("the candidate reads no weights per decode token (static cost empty)")
+    sp = _efficiency(base, entry, ctx).get("decode_speedup") or {}
+    measured = (f"; measured decode speedup {sp['speedup_x']:.3f}x [{sp['ci_low_x']:.3f}, {sp['ci_high_x']:.3f}]"
+                if sp.get("speedup_x") is not None and sp.get("ci_low_x") is not None else "")
+    values = {k: cmp[k] for k in ("same_kernels", "kernels_differ", "decode_bytes_ratio", "decode_flops_ratio")}
+    values.update({"weight_bytes_per_decode_token_dense": b["decode"]["weight_bytes_per_token"],
+                   "weight_bytes_per_decode_token_candidate": c["decode"]["weight_bytes_per_token"],
+                   "verdict": cmp["verdict"]})
+    values.update(_compression_basis(base, entry))
+    return [Measurement(float(cmp["predicted_decode_speedup_bound"]), method=f"{cmp['verdict']}; {cmp['method']}; "
+                        f"exact{measured}", values=values)]
+
+
 def _size(base: dict, entry: dict, ctx: Context) -> list[Measurement]:
     st = _efficiency(base, entry, ctx).get("storage_saving")
     if not st:
@@ -573,6 +597,8 @@ CHECKS: dict[str, CheckSpec] = {s.id: s for s in (
     _spec("efficiency.size", "1 - bytes(candidate) / bytes(dense)", "fraction", AT_LEAST, "compressed", _size),
     _spec("efficiency.memory", "1 - peak RSS(candidate) / peak RSS(dense)", "fraction", AT_LEAST, "compressed",
           _memory),
+    _spec("efficiency.structural", "decode speedup bound: weight bytes per decode token dense / candidate (1 for the "
+          "same kernels)", "ratio (x)", AT_LEAST, "compressed", _structural),
     _spec("budget.storage", "artifact bytes on disk", "bytes", AT_MOST, "candidates", _budget_storage),
     _spec("budget.memory", "peak RSS", "bytes", AT_MOST, "candidates", _budget_memory),
     _spec("budget.latency", "latency at each budget's percentile (median over processes)",

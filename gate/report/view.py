@@ -271,7 +271,7 @@ ANSWER_GROUPS = (
     ("bias", ("bias.s_amb", "bias.srs", "bias.new_bias_rate")),
     ("accuracy", ("accuracy.disambig",)),
     ("perplexity", ("perplexity.ratio", "perplexity.paradox")),
-    ("savings", ("efficiency.speedup", "efficiency.size", "efficiency.memory")),
+    ("savings", ("efficiency.speedup", "efficiency.size", "efficiency.memory", "efficiency.structural")),
     ("artifact", ("sparsity.claim", "export.verify")),
 )
 """Groups of the "can I ship this?" answer: label and the check ids it summarises (worst status wins)."""
