@@ -85,13 +85,15 @@ def main() -> int:
     ap.add_argument("--margin", type=float, default=1.10)
     ap.add_argument("--max-processes", type=int, default=8)
     ap.add_argument("--processes", type=int, default=5)
+    ap.add_argument("--prompt-lengths", default="128")
     ap.add_argument("--aa-gates", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_paired.json")
     args = ap.parse_args()
     session = SessionConfig(intra_op_threads=args.threads)
-    paired_settings = BenchSettings(max_processes=args.max_processes)
-    proc_settings = BenchSettings(processes=args.processes)
+    lengths = tuple(int(x) for x in args.prompt_lengths.split(","))
+    paired_settings = BenchSettings(prompt_lengths=lengths, max_processes=args.max_processes)
+    proc_settings = BenchSettings(prompt_lengths=lengths, processes=args.processes, protocol="processes")
     comparisons = [("A/A", args.dense)] + [(c.split("=", 1)[0], Path(c.split("=", 1)[1])) for c in args.candidate]
     rows: list[dict] = []
     for n_load in [int(x) for x in args.loads.split(",")]:

