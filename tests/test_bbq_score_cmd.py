@@ -65,7 +65,7 @@ def test_bad_prediction_files(tmp_path, bbq_dir, content, suffix, fragment):
 
 def test_suite_build_then_check_uses_it(tmp_path, bbq_dir):
     out = tmp_path / "suite.json"
-    proc = run_cli("suite", "build", "--bbq-dir", str(bbq_dir), "--size", "24", "--seed", "3", "--out", str(out))
+    proc = run_cli("suite", "build", "--bbq-dir", str(bbq_dir), "--suite-size", "24", "--seed", "3", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads(out.read_text())
     assert manifest["n_items"] == 24 and manifest["seed"] == 3 and len(manifest["digest"]) == 64

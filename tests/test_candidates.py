@@ -195,11 +195,11 @@ def test_prune_refuses_bad_input(tiny_model_dir, tmp_path):
 
 def test_prune_cli_structured(tiny_model_dir, tmp_path):
     out = tmp_path / "smaller"
-    proc = run_cli("prune", "--model", str(tiny_model_dir), "--method", "structured:0.25", "--out", str(out),
+    proc = run_cli("prune", "--model", str(tiny_model_dir), "--candidate", "structured:0.25", "--out", str(out),
                    "--calibration-file", str(_calib(tmp_path)), "--calibration-windows", "4", "--calibration-tokens", "16")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "intermediate_size 64 -> 48" in proc.stdout
     assert json.loads((out / "config.json").read_text())["intermediate_size"] == 48
-    again = run_cli("prune", "--model", str(tiny_model_dir), "--method", "structured:0.25", "--out", str(out),
+    again = run_cli("prune", "--model", str(tiny_model_dir), "--candidate", "structured:0.25", "--out", str(out),
                     "--calibration-file", str(_calib(tmp_path)))
     assert_input_error(again, str(out), "not an empty directory")

@@ -85,7 +85,7 @@ def test_check_passes_for_an_identical_user_checkpoint(tmp_path, tiny_model_dir,
 
     before = sha256_tree(tiny_model_dir)
     suite = tmp_path / "suite.json"
-    assert run_cli("suite", "build", "--bbq-dir", str(bbq_dir), "--size", "16", "--out", str(suite)).returncode == 0
+    assert run_cli("suite", "build", "--bbq-dir", str(bbq_dir), "--suite-size", "16", "--out", str(suite)).returncode == 0
     out = tmp_path / "out"
     policy = tmp_path / "gate.toml"
     policy.write_text('schema_version = "1.0"\n[gate]\non_inconclusive = "warn"\n')

@@ -148,7 +148,7 @@ def test_bbq_file_with_invalid_utf8_names_file_and_line(tmp_path, bbq_dir):
 
 def test_cli_bbq_file_with_invalid_utf8_is_exit_2(tmp_path, bbq_dir):
     d = _bbq_copy(tmp_path, bbq_dir, bad_line=2)
-    proc = run_cli("suite", "build", "--bbq-dir", str(d), "--size", "4", "--out", str(tmp_path / "s.json"))
+    proc = run_cli("suite", "build", "--bbq-dir", str(d), "--suite-size", "4", "--out", str(tmp_path / "s.json"))
     assert_input_error(proc, f"{d / 'Age.jsonl'}:2:", "UTF-8")
 
 
