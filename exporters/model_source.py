@@ -87,12 +87,13 @@ def default_model_path() -> Path:
     )
 
 
-def resolve_model(path: str | Path | None, *, allow_onnx: bool = False) -> ModelSource:
+def resolve_model(path: str | Path | None, *, allow_onnx: bool = False, flag: str = "--model") -> ModelSource:
     """Identify the model at ``path`` (``None`` = the embedded default).
 
     Args:
         path: a ``.gguf`` file, a Hugging Face model directory, or (``allow_onnx``) an optimum ONNX export.
         allow_onnx: accept a directory holding ``model.onnx`` (used for user-supplied candidates).
+        flag: the option that named it, for messages (``--model``, ``--candidate``).
 
     Raises:
         InputError: the path is missing or is none of the accepted formats; a ``.gguf`` file whose header
@@ -103,19 +104,20 @@ def resolve_model(path: str | Path | None, *, allow_onnx: bool = False) -> Model
         return ModelSource("gguf", gguf, sha256_file(gguf), DEFAULT_MODEL_NAME)
     p = Path(path).expanduser()
     if not p.exists():
-        raise InputError(f"model path {p} does not exist; pass a local Hugging Face model directory or a .gguf file")
+        raise InputError(f"{flag} {p} does not exist; pass a local Hugging Face model directory or a .gguf file")
     if p.is_file():
         if p.suffix.lower() != ".gguf":
-            raise InputError(f"model file {p} is not a .gguf file; pass a .gguf file or a Hugging Face model directory")
+            raise InputError(f"{flag} {p} is not a .gguf file; pass a .gguf file or a Hugging Face model directory")
         gguf_metadata(p)  # a bad header fails here, in milliseconds, not in the dequantization
         return ModelSource("gguf", p.resolve(), sha256_file(p), p.name)
     if allow_onnx and (p / "model.onnx").is_file():
-        refuse_custom_code(p)
+        refuse_custom_code(p, flag)
         return ModelSource("onnx_dir", p.resolve(), sha256_tree(p), p.name)
     if not (p / "config.json").is_file():
         hint = " or an optimum ONNX export (model.onnx)" if allow_onnx else ""
-        raise InputError(f"{p} is not a Hugging Face model directory (no config.json); pass a model directory{hint} or a .gguf file")
-    refuse_custom_code(p)
+        raise InputError(f"{flag} {p} is not a Hugging Face model directory (no config.json); pass a model "
+                         f"directory{hint} or a .gguf file")
+    refuse_custom_code(p, flag)
     return ModelSource("hf_dir", p.resolve(), sha256_tree(p), p.name)
 
 

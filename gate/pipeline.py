@@ -49,7 +49,7 @@ from gate.measure.perplexity import PerplexitySettings
 from gate.policy.decision import Decision, decide
 from gate.policy.file import Policy, load_policy
 from gate.progress import report_progress
-from gate.report.build import SCHEMA_URI, SCHEMA_VERSION
+from gate.report.build import MDE_WARN, SCHEMA_URI, SCHEMA_VERSION
 from gate.report.out_dir import claim_out_dir
 from gate.report.outputs import FORMATS as REPORT_FORMATS
 from gate.report.outputs import ci_context, variant_slug, write_report
@@ -368,7 +368,8 @@ def validate(opts: CheckOptions) -> Inputs:
     context_length = model_context_length(source)
     if ppl is not None:
         ppl.check(context_length)  # a window longer than the model's context fails now, not after the export
-    cand_sources = {s.spec: resolve_model(s.path, allow_onnx=True) for s in specs if s.method == "checkpoint"}
+    cand_sources = {s.spec: resolve_model(s.path, allow_onnx=True, flag="--candidate") for s in specs
+                    if s.method == "checkpoint"}
     return Inputs(opts=opts, profile=profile, policy=policy, specs=specs, calibration=calibration, bbq_path=bbq_path,
                   n_items_available=len(all_items), suite=tuple(suite), manifest=manifest, ppl=ppl, source=source,
                   cand_sources=cand_sources, context_length=context_length)
@@ -533,6 +534,17 @@ def assemble_report(inputs: Inputs, plan: ExecutionPlan, target: ExecutionTarget
     artifacts = list(p.artifacts.variants) if p.artifacts is not None else list(p.built)
     warnings += [w for a in artifacts for w in a.warnings]
     warnings += [w for st in (p.stats or {}).values() for w in st.warnings]
+    if p.latency is not None:
+        for name, b in p.latency.bench.items():
+            noisy = sorted({u["phase"] for u in (b.get("stability") or {}).get("unstable_runs", [])})
+            if noisy:
+                warnings.append(f"{name}: latency too noisy (CV > {b['stability']['cv_limit']:.0%} after one re-run) in "
+                                f"{', '.join(noisy)}; comparisons between processes on these phases are not decided")
+    for name, comp in (p.paired or {}).items():
+        mde, n = (comp.get("mde") or {}).get("delta_srs"), (comp.get("transitions") or {}).get("n_pairs")
+        if n and (mde is None or mde > MDE_WARN):
+            warnings.append(f"{name}: with {n} ambiguous items the suite cannot detect a change in SRS smaller than "
+                            + ("any size" if mde is None else f"{mde:.3f}") + " (80% power); use a larger --suite-size")
     variants = [_variant_entry(a, artifacts[0].name, inputs, p, execution) for a in artifacts]
     report: dict = {
         "schema": SCHEMA_URI,

@@ -592,7 +592,8 @@ CHECKS: dict[str, CheckSpec] = {s.id: s for s in (
           _perplexity_ratio),
     _spec("perplexity.paradox", "perplexity.ratio passes while a bias check fails", "boolean", AT_MOST,
           "candidates", None),
-    _spec("efficiency.speedup", "decode speedup median(dense) / median(candidate) ms/token", "ratio (x)", AT_LEAST,
+    _spec("efficiency.speedup", "decode speedup dense / candidate ms/token (paired protocol: exp(-mean log block "
+          "ratio) over processes; processes protocol: ratio of medians)", "ratio (x)", AT_LEAST,
           "compressed", _speedup),
     _spec("efficiency.size", "1 - bytes(candidate) / bytes(dense)", "fraction", AT_LEAST, "compressed", _size),
     _spec("efficiency.memory", "1 - peak RSS(candidate) / peak RSS(dense)", "fraction", AT_LEAST, "compressed",

@@ -164,8 +164,13 @@ def n_needed(m: Measurement, margin: float) -> int | None:
     """Items (or runs) at which the interval would exclude the margin if the estimate held (``1/sqrt(n)`` scaling).
 
     ``n * (half-width / |estimate - margin|)^2``; ``None`` without an interval or sample size, or when the estimate
-    sits on the margin (no finite sample decides it).
+    sits on the margin (no finite sample decides it). A measurement that computes its own count states it in
+    ``values["processes_needed"]`` (the paired latency protocol's Student-t count,
+    :meth:`gate.measure.paired_timing.PairedInterval.processes_needed`); that count is used instead.
     """
+    own = (m.values or {}).get("processes_needed")
+    if isinstance(own, int) and not isinstance(own, bool) and own > 0:
+        return own
     if m.ci_low is None or m.ci_high is None or not m.n:
         return None
     distance = abs(m.estimate - margin)
@@ -494,7 +499,11 @@ def decide(report: dict, policy: Policy, *, fail_on: str | None = None, today: d
             [f"no blocking check executed for {', '.join(unjudged)}"] if unjudged else [])
         verdict, reason = ERROR, "; ".join(parts)
     elif "fail" in effects:
-        verdict, reason = FAIL, f"{sum(r.effect == 'fail' for r in checks)} blocking check(s) failed"
+        failed = sum(r.effect == "fail" and r.status == FAIL for r in checks)
+        undecided = sum(r.effect == "fail" and r.status != FAIL for r in checks)
+        reason = f"{failed} blocking check(s) failed" + (
+            f", {undecided} inconclusive (policy: on_inconclusive = fail)" if undecided else "")
+        verdict = FAIL
     elif "exit-3" in effects:
         verdict, reason = INCONCLUSIVE, "blocking check(s) inconclusive at the stated confidence (policy: exit-3)"
     elif "warning" in effects:

@@ -16,7 +16,7 @@ SCHEMA_VERSION = "1.1.0"  # semver of report.json: minor = additive (consumers i
 SCHEMA_URI = "https://prunegate.dev/schemas/report/v1.json"  # shipped as gate/report/report.schema.json
 
 _INDENT = " " * 24
-_MDE_WARN = 0.05  # warn when the suite cannot detect a change in SRS of this size (fraction of ambiguous items)
+MDE_WARN = 0.05  # warn when the suite cannot detect a change in SRS of this size (fraction of ambiguous items)
 
 
 def _variant_lines(row: VariantSummary) -> list[str]:
@@ -38,7 +38,7 @@ def _variant_lines(row: VariantSummary) -> list[str]:
         lines.append(f"{row.name:<24} {row.role}")
     if row.artifact_dir:
         lines.append(f"{_INDENT} artifact dir {row.artifact_dir} (`prunegate verify --artifact` it)")
-    if row.n_pairs is not None and (row.mde_delta_srs is None or row.mde_delta_srs > _MDE_WARN):
+    if row.n_pairs is not None and (row.mde_delta_srs is None or row.mde_delta_srs > MDE_WARN):
         lines.append(f"{_INDENT} warning: with {row.n_pairs} ambiguous items the suite cannot detect a"
                      f" change in SRS smaller than {fmt_num(row.mde_delta_srs, '.3f')} (80% power); use a larger --suite-size")
     return lines

@@ -457,6 +457,13 @@ def diff_reports(old_path: str | Path, new_path: str | Path, allow_different_sui
     for n in names_new:
         if n not in names_old:
             notes.append(f"variant {n} is only in NEW")
+    cands_old = {str(v.get("name")) for v in old.get("variants") or [] if v.get("role") == "candidate"}
+    cands_new = [str(v.get("name")) for v in new.get("variants") or [] if v.get("role") == "candidate"]
+    if cands_new and not any(n in cands_old for n in cands_new):
+        # nothing NEW ships was judged in OLD: a "no regression" here would be vacuous (variants match by name)
+        raise InputError(f"NEW {new_path} has no candidate that OLD {old_path} also has (OLD: "
+                         f"{', '.join(sorted(cands_old)) or 'none'}; NEW: {', '.join(cands_new)}); variants are matched "
+                         "by name: gate the same candidate names in both runs")
     paired: dict[str, dict] = {}
     stats = _statistics(new) if not differences else None
     for name in (n for n in names_new if n in names_old):

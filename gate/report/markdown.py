@@ -87,6 +87,13 @@ def render_markdown(report: dict, max_bytes: int = MAX_BYTES) -> str:
             head.append(f"- … and {len(problems) - 10} more in the table below")
         head.append("")
 
+    warnings = [str(w) for w in report.get("warnings") or []]
+    if warnings:
+        head += ["### Warnings", ""] + [f"- {_cell(w, 500)}" for w in warnings[:20]]
+        if len(warnings) > 20:
+            head.append(f"- … and {len(warnings) - 20} more in `report.json`")
+        head.append("")
+
     tail = ["", "### Variants", ""] + _variant_table(report) + ["", "### Provenance", ""]
     suite = report.get("suite") or {}
     env = report.get("environment") or {}

@@ -396,7 +396,7 @@ def variant_summary(variant: dict, rows: list[CheckRow]) -> VariantSummary:
     new_bias = (paired.get("transitions") or {}).get("new_bias") or {}
     speed = mine.get("efficiency.speedup")
     return VariantSummary(
-        name=str(v["name"]), role=str(v.get("role", "")), method=(v.get("compression") or {}).get("method"),
+        name=str(v["name"]), role=str(v.get("role", "")), method=_compression_text(v.get("compression") or {}),
         status=worst_status(r.status for r in mine.values()), groups=_groups(mine),
         size_bytes=_num(art.get("bytes_total")), zstd_bytes=_num(size.get("bytes_zstd")),
         decode_p50_ms=_num(phase_stats(bench, "decode_ms_per_token")[0].get("p50")),
@@ -469,6 +469,15 @@ def _sparsity(r: VariantSummary) -> str:
     return f"{_pair(r.sparsity_pruned, r.sparsity_all, '.3f')} (claimed {fmt_num(r.sparsity_claimed, '.3f')})"
 
 
+def _compression_text(c: dict) -> str | None:
+    """``magnitude``, ``int8``, ``wanda+int4``: the pruning method and the quantization, whichever exist."""
+    method = c.get("method")
+    q = c.get("quantization")
+    q = (q.get("scheme") or q.get("name")) if isinstance(q, dict) else q
+    parts = [p for p in (method if method not in (None, "none") else None, q) if p]
+    return "+".join(str(p) for p in parts) if parts else method
+
+
 def _perplexity(r: VariantSummary) -> str:
     ratio = f" (x{r.perplexity_ratio:.3f})" if r.perplexity_ratio is not None else ""
     return fmt_num(r.perplexity, ".2f") + ratio if r.perplexity is not None else "n/a"
@@ -515,7 +524,7 @@ VARIANT_COLUMNS = (
     Column("artifact", "compression", lambda r: r.method or "n/a"),
     Column("artifact", "sparsity pruned linears / all params (fraction of weights = 0)", _sparsity, numeric=True),
     Column("artifact", "zstd (MB)", lambda r: _mb(r.zstd_bytes), numeric=True),
-    Column("artifact", "perplexity (x dense)", _perplexity, numeric=True),
+    Column("artifact", "perplexity (value, x dense)", _perplexity, numeric=True),
     Column("artifact", "artifact sha256", lambda r: r.artifact_sha256[:16] + "…" if r.artifact_sha256 else "n/a", code=True),
     Column("vs dense", "new bias (ambiguous items)", _new_bias, numeric=True),
     Column("vs dense", "ΔSRS [CI]", lambda r: r.delta_srs.text("+.3f") if r.delta_srs else "n/a", numeric=True),
