@@ -199,13 +199,20 @@ def _fmt(x, spec=".4g") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+def fmt_level(confidence: float) -> str:
+    """``"95%"``, or ``"99.53%"`` when the level is not a whole percent (a sequential look's share of the error
+    rate), so that 0.9953 never prints as "100%"."""
+    whole = abs(confidence * 100 - round(confidence * 100)) < 1e-9
+    return format(confidence, ".0%" if whole else ".2%")
+
+
 def _describe(m: Measurement, margin: float, direction: str, status: str) -> str:
     cmp = "<=" if direction == AT_MOST else ">="
     where = f"[{m.group}] " if m.group else ""
     if m.ci_low is None:
         text = f"{where}{_fmt(m.estimate)} (exact), required {cmp} {_fmt(margin)}"
     else:
-        level = format(m.confidence, ".0%" if abs(m.confidence * 100 - round(m.confidence * 100)) < 1e-9 else ".2%")
+        level = fmt_level(m.confidence)
         text = (f"{where}{_fmt(m.estimate)}, {level} CI [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}], "
                 f"required {cmp} {_fmt(margin)}")
     if status == INCONCLUSIVE and m.undecided:

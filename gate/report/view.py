@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gate.policy.decision import fmt_level
 from gate.policy.status import (
     ERROR,
     FAIL,
@@ -204,7 +205,7 @@ class Interval:
             return "n/a"
         if self.ci_low is None or self.ci_high is None:
             return fmt_num(self.estimate, spec)
-        level = f" ({self.confidence:.0%} CI)" if self.confidence is not None else ""
+        level = f" ({fmt_level(self.confidence)} CI)" if self.confidence is not None else ""
         return f"{fmt_num(self.estimate, spec)} [{fmt_num(self.ci_low, spec)}, {fmt_num(self.ci_high, spec)}]{level}"
 
 
