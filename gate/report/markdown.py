@@ -107,7 +107,8 @@ def render_markdown(report: dict, max_bytes: int = MAX_BYTES) -> str:
         (f"- CPU {_cell(env.get('cpu'))}, {env.get('intra_op_threads', 'n/a')} intra-op threads, execution providers "
         f"{', '.join(env.get('execution_providers_used') or env.get('execution_providers_requested') or []) or 'n/a'}"),
         "",
-        "Full results: `report.json` (canonical); this summary, `junit.xml`, `report.html` and `intoto.json` are projections of it.",
+        "Full results: `report.json` (canonical); this summary, `junit.xml`, `report.html`, `intoto*.json`, "
+        "`codequality.json` and `model-card*.md` are projections of it.",
     ]
 
     table_head = ["### All checks", "", "| status | check | variant | severity | estimate [CI] | margin | MDE | message |",
