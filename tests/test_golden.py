@@ -62,6 +62,8 @@ EXPECTED_CHANGE_PATTERNS = {
 }
 EXPECTED_ADDITIONS[r"^/((checks|findings)/|config/policy/effective/checks/)efficiency\.structural"] = (
     "the kernels' decode speedup bound from the ORT-optimized graph (issue 12 item 3)")
+EXPECTED_ADDITIONS[r"^/warnings/\d+$"] = (
+    "the console's warnings now reach report.json (noisy latency, which depends on the machine; the suite's MDE)")
 EXPECTED_REMOVALS = {r"/size/compression_settings/gzip/(library|level|mtime)$": "gzip not run by default"}
 EXPECTED_ADDITIONS.update({
     r"/size/op_types/static_cost/": "FLOPs, weight bytes and kernels per token from the ORT-optimized graph (issue 12 item 3)",
