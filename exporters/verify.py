@@ -18,6 +18,31 @@ VERIFY_RTOL = 1e-4
 VERIFY_PROMPT = "The quick brown fox jumps over the lazy dog. Edge devices run small language models."
 
 
+DECODE_STEPS = 4
+"""Tokens of ``VERIFY_PROMPT`` run as single-token decode steps with the KV cache (the rest is one prefill)."""
+
+
+def prefill_and_cached_logits(decoder, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of ``ids`` run whole (prefill) and run as a prefill of all but the last :data:`DECODE_STEPS` tokens
+    followed by that many single-token decode steps with the KV cache, so both graph paths are exercised.
+
+    Args:
+        decoder: a ``gate.runtime.ort_decoder.OrtDecoder``.
+        ids: ``[1, T]`` int64 token ids.
+
+    Returns:
+        ``(full, cached)``, each ``[T, vocab]`` float logits.
+    """
+    full = decoder.step(ids)[0][0]
+    split = max(1, ids.shape[1] - DECODE_STEPS)
+    parts, cache = decoder.step(ids[:, :split])
+    steps = [parts[0]]
+    for t in range(split, ids.shape[1]):
+        out, cache = decoder.step(ids[:, t : t + 1], cache)
+        steps.append(out[0])
+    return full, np.concatenate(steps, axis=0)
+
+
 def verify_export(model, tokenizer, onnx_dir: Path, *, atol: float = VERIFY_ATOL, rtol: float = VERIFY_RTOL) -> dict:
     """Compare ONNX Runtime logits with PyTorch logits on ``VERIFY_PROMPT``, with and without the KV cache.
 
@@ -40,18 +65,10 @@ def verify_export(model, tokenizer, onnx_dir: Path, *, atol: float = VERIFY_ATOL
     ids = tokenizer(VERIFY_PROMPT, return_tensors="np").input_ids.astype(np.int64)
     with torch.no_grad():
         ref = model(torch.from_numpy(ids)).logits[0].float().numpy()
-    dec = OrtDecoder(onnx_dir / "model.onnx")
-    full, _ = dec.step(ids)
-    split = max(1, ids.shape[1] - 4)
-    parts, cache = dec.step(ids[:, :split])
-    steps = [parts[0]]
-    for t in range(split, ids.shape[1]):
-        out, cache = dec.step(ids[:, t : t + 1], cache)
-        steps.append(out[0])
-    cached = np.concatenate(steps, axis=0)
-    diff = max(float(np.abs(full[0] - ref).max()), float(np.abs(cached - ref).max()))
+    full, cached = prefill_and_cached_logits(OrtDecoder(onnx_dir / "model.onnx"), ids)
+    diff = max(float(np.abs(full - ref).max()), float(np.abs(cached - ref).max()))
     tol = atol + rtol * float(np.abs(ref).max())
-    agree = float(np.mean(np.concatenate([full[0].argmax(-1) == ref.argmax(-1), cached.argmax(-1) == ref.argmax(-1)])))
+    agree = float(np.mean(np.concatenate([full.argmax(-1) == ref.argmax(-1), cached.argmax(-1) == ref.argmax(-1)])))
     return {
         "passed": bool(diff <= tol and agree == 1.0),
         "max_abs_logit_diff": diff,

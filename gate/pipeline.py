@@ -49,7 +49,7 @@ from gate.measure.perplexity import PerplexitySettings
 from gate.policy.decision import Decision, decide
 from gate.policy.file import Policy, load_policy
 from gate.progress import report_progress
-from gate.report.build import MDE_WARN, SCHEMA_URI, SCHEMA_VERSION
+from gate.report.build import SCHEMA_URI, SCHEMA_VERSION, mde_warning
 from gate.report.out_dir import claim_out_dir
 from gate.report.outputs import FORMATS as REPORT_FORMATS
 from gate.report.outputs import ci_context, variant_slug, write_report
@@ -541,10 +541,10 @@ def assemble_report(inputs: Inputs, plan: ExecutionPlan, target: ExecutionTarget
                 warnings.append(f"{name}: latency too noisy (CV > {b['stability']['cv_limit']:.0%} after one re-run) in "
                                 f"{', '.join(noisy)}; comparisons between processes on these phases are not decided")
     for name, comp in (p.paired or {}).items():
-        mde, n = (comp.get("mde") or {}).get("delta_srs"), (comp.get("transitions") or {}).get("n_pairs")
-        if n and (mde is None or mde > MDE_WARN):
-            warnings.append(f"{name}: with {n} ambiguous items the suite cannot detect a change in SRS smaller than "
-                            + ("any size" if mde is None else f"{mde:.3f}") + " (80% power); use a larger --suite-size")
+        n = (comp.get("transitions") or {}).get("n_pairs")
+        small = mde_warning(n, (comp.get("mde") or {}).get("delta_srs")) if n else None
+        if small:
+            warnings.append(f"{name}: {small}")
     variants = [_variant_entry(a, artifacts[0].name, inputs, p, execution) for a in artifacts]
     report: dict = {
         "schema": SCHEMA_URI,

@@ -77,3 +77,17 @@ def bbq_dir() -> Path:
     if not BBQ_DIR.is_dir():
         pytest.skip(f"BBQ data not found at {BBQ_DIR}")
     return BBQ_DIR
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``prunegate ARGS`` in-process (``gate.cli.main.main``); return (exit code, stdout, stderr)."""
+    from gate.cli.main import main
+
+    capsys.readouterr()
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err

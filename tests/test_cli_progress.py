@@ -10,6 +10,7 @@ import io
 import re
 
 import pytest
+from conftest import run_main
 from rich.console import Console
 
 from gate.cli._progress import (
@@ -142,17 +143,6 @@ def test_line_classes(line, warning, chatty):
 
 
 # -- the commands: -q / -v / --debug before or after the subcommand ------------------------------------------------
-def _main(capsys, *args):
-    from gate.cli.main import main
-
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -172,7 +162,7 @@ def fake_check(monkeypatch):
 
 @pytest.mark.parametrize("args", [("-q", "check"), ("check", "-q"), ("check", "--quiet")])
 def test_quiet_hides_info_keeps_warnings_and_the_verdict(capsys, fake_check, args):
-    code, out, err = _main(capsys, *args)
+    code, out, err = run_main(capsys, *args)
     assert code == 0
     assert out.splitlines() == ["verdict: PASS (exit 0)"]
     assert "exporting dense" not in err and "BBQ dense" not in err
@@ -180,10 +170,10 @@ def test_quiet_hides_info_keeps_warnings_and_the_verdict(capsys, fake_check, arg
 
 
 def test_default_and_verbose_check_output(capsys, fake_check):
-    code, out, err = _main(capsys, "check")
+    code, out, err = run_main(capsys, "check")
     assert code == 0 and "verdict: PASS" in out and "report: " in out  # stdout: the summary
     assert "exporting dense" in err and _steps(err, "BBQ dense") and "launch 1/4" not in err  # stderr: the log
-    code, out, err = _main(capsys, "-v", "check")
+    code, out, err = run_main(capsys, "-v", "check")
     assert "launch 1/4" in err and "peak RSS" in err
 
 
@@ -200,7 +190,7 @@ def test_debug_prints_the_traceback_of_a_crash(capsys, monkeypatch, tmp_path, ti
         monkeypatch.delenv("PRUNEGATE_DEBUG", raising=False)
     else:
         monkeypatch.setenv("PRUNEGATE_DEBUG", env)
-    code, _, err = _main(capsys, *args, "--model", str(tiny_model_dir), "--bbq-dir", str(bbq_dir), "--suite-size", "8",
+    code, _, err = run_main(capsys, *args, "--model", str(tiny_model_dir), "--bbq-dir", str(bbq_dir), "--suite-size", "8",
                          "--out", str(tmp_path / "o"), "--work-dir", str(tmp_path / "w"), "--formats", "none")
     assert code == 4  # the exit code of a crash, with or without --debug
     assert "error: execution failed: " in err and "boom in the plan stage" in err

@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import run_main
 
 from exporters.artifact import (
     UnsafeArtifactError,
@@ -42,18 +43,6 @@ CAND = "magnitude:0.5"
 
 # ---- helpers ------------------------------------------------------------------------------------------------------
 
-def cli(capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``prunegate ARGS`` in-process (gate.cli.main.main); return (exit code, stdout, stderr)."""
-    from gate.cli.main import main
-
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def write_onnx(path: Path, value: float, location: str | None = None) -> None:
@@ -143,31 +132,31 @@ def test_the_fixture_reports_are_consistent(runs):
 
 def test_a_passing_candidate_verifies(runs, capsys):
     rep, art = str(runs["paths"]["passed"]), str(runs["dirs"][CAND])
-    code, out, err = cli(capsys, "verify", art, "--report", rep)
+    code, out, err = run_main(capsys, "verify", art, "--report", rep)
     assert code == 0, err
     assert f"matches variant {CAND}" in out and f"candidate {CAND} passed the gate (verdict pass)" in out
-    assert cli(capsys, "verify", "--report", rep, "--artifact", art)[0] == 0
-    assert cli(capsys, "verify", "--report", rep, "--artifact", art, "--variant", CAND)[0] == 0
+    assert run_main(capsys, "verify", "--report", rep, "--artifact", art)[0] == 0
+    assert run_main(capsys, "verify", "--report", rep, "--artifact", art, "--variant", CAND)[0] == 0
 
 
 def test_the_baseline_is_not_the_artifact_that_passed(runs, capsys):
     rep, art = str(runs["paths"]["passed"]), str(runs["dirs"]["dense"])
-    code, _, err = cli(capsys, "verify", art, "--report", rep)
+    code, _, err = run_main(capsys, "verify", art, "--report", rep)
     assert code == 5
     assert "dense is the baseline variant, not a candidate" in err and len(err.strip().splitlines()) == 1
-    code, _, err = cli(capsys, "verify", art, "--report", rep, "--variant", "dense")
+    code, _, err = run_main(capsys, "verify", art, "--report", rep, "--variant", "dense")
     assert code == 5 and "not a candidate" in err
-    code, out, _ = cli(capsys, "verify", art, "--report", rep, "--any-verdict")
+    code, out, _ = run_main(capsys, "verify", art, "--report", rep, "--any-verdict")
     assert code == 0 and "matches variant dense" in out and "verdict not checked" in out
 
 
 def test_a_failed_candidate_is_refused_unless_any_verdict(runs, capsys):
     rep, art = str(runs["paths"]["failed"]), str(runs["dirs"][CAND])
-    code, _, err = cli(capsys, "verify", art, "--report", rep)
+    code, _, err = run_main(capsys, "verify", art, "--report", rep)
     assert code == 5 and f"the gate's verdict is fail: candidate {CAND} did not pass" in err, err
     result = verify_artifact(runs["failed"], art)
     assert not result.ok and result.integrity_ok and result.passed is False and result.kind == "verdict"
-    code, out, _ = cli(capsys, "verify", art, "--report", rep, "--any-verdict")
+    code, out, _ = run_main(capsys, "verify", art, "--report", rep, "--any-verdict")
     assert code == 0 and "the gate's verdict is fail" in out
 
 
@@ -180,7 +169,7 @@ def test_an_inconclusive_run_is_refused(runs, capsys):
     rep["verdict"], rep["exit_code"] = "inconclusive", 3
     assert consistency_problems(rep) == []
     path = _write(runs["tmp"], rep)
-    code, _, err = cli(capsys, "verify", str(runs["dirs"][CAND]), "--report", str(path))
+    code, _, err = run_main(capsys, "verify", str(runs["dirs"][CAND]), "--report", str(path))
     assert code == 5 and "the gate's verdict is inconclusive" in err
 
 
@@ -227,7 +216,7 @@ def test_links_and_special_files_are_refused_before_hashing(runs, capsys, monkey
         with pytest.raises(UnsafeArtifactError, match=f"{name} is {what}") as exc:
             fn(art)
         assert exc.value.name == name
-    code, _, err = cli(capsys, "verify", str(art), "--report", str(runs["paths"]["passed"]), "--any-verdict")
+    code, _, err = run_main(capsys, "verify", str(art), "--report", str(runs["paths"]["passed"]), "--any-verdict")
     assert code == 5 and f"integrity error: artifact {art}: {name} is {what}" in err, err
 
 
@@ -263,7 +252,7 @@ def test_external_data_outside_the_directory_is_refused(runs, capsys, monkeypatc
         with pytest.raises(UnsafeArtifactError, match=dir_fragment or fragment):
             fn(art)
     monkeypatch.undo()
-    code, _, err = cli(capsys, "verify", str(art), "--report", str(runs["paths"]["passed"]), "--any-verdict")
+    code, _, err = run_main(capsys, "verify", str(art), "--report", str(runs["paths"]["passed"]), "--any-verdict")
     assert code == 5 and (dir_fragment or fragment) in err and "integrity error" in err
 
 
@@ -347,16 +336,16 @@ def test_report_validate_names_the_inconsistency(runs, capsys, edit, fragment):
     rep = copy.deepcopy(runs["failed"])
     edit(rep)
     path = _write(runs["tmp"], rep)
-    code, _, err = cli(capsys, "report", "validate", "--report", str(path))
+    code, _, err = run_main(capsys, "report", "validate", "--report", str(path))
     assert code == 2 and "inconsistent report" in err and fragment in err, err
     assert len(err.strip().splitlines()) == 1
-    code, _, err = cli(capsys, "verify", str(runs["dirs"][CAND]), "--report", str(path), "--any-verdict")
+    code, _, err = run_main(capsys, "verify", str(runs["dirs"][CAND]), "--report", str(path), "--any-verdict")
     assert code == 5 and fragment in err, err
 
 
 def test_report_validate_accepts_consistent_reports(runs, capsys):
     for p in (GOLDEN, runs["paths"]["failed"], runs["paths"]["passed"]):
-        code, out, err = cli(capsys, "report", "validate", "--report", str(p))
+        code, out, err = run_main(capsys, "report", "validate", "--report", str(p))
         assert code == 0 and "valid and consistent" in out, err
 
 
@@ -375,7 +364,7 @@ def test_pae_matches_the_dsse_spec():
 
 @pytest.fixture
 def keys(tmp_path, capsys):
-    code, _out, err = cli(capsys, "report", "keygen", str(tmp_path / "keys"))
+    code, _out, err = run_main(capsys, "report", "keygen", str(tmp_path / "keys"))
     assert code == 0, err
     priv, pub = tmp_path / "keys" / "prunegate-signing-key.pem", tmp_path / "keys" / "prunegate-signing-key.pub.pem"
     assert oct(priv.stat().st_mode & 0o777) == "0o600"
@@ -383,14 +372,14 @@ def keys(tmp_path, capsys):
 
 
 def test_keygen_never_overwrites(keys, capsys):
-    code, _, err = cli(capsys, "report", "keygen", str(keys[0].parent))
+    code, _, err = run_main(capsys, "report", "keygen", str(keys[0].parent))
     assert code == 2 and "exists already" in err
 
 
 def test_a_signed_report_verifies_and_any_edit_breaks_it(runs, keys, capsys):
     priv, pub = keys
     rep = runs["paths"]["passed"]
-    code, out, err = cli(capsys, "report", "sign", str(rep), "--key", str(priv))
+    code, out, err = run_main(capsys, "report", "sign", str(rep), "--key", str(priv))
     assert code == 0, err
     sig = rep.with_name("report.json.sig")
     statements = sorted(p.name for p in rep.parent.glob("intoto*.json"))
@@ -399,9 +388,9 @@ def test_a_signed_report_verifies_and_any_edit_breaks_it(runs, keys, capsys):
     envelope = json.loads(sig.read_text())
     assert base64.b64decode(envelope["payload"]) == rep.read_bytes()
     art = str(runs["dirs"][CAND])
-    code, out, err = cli(capsys, "verify", art, "--report", str(rep), "--signature", str(sig), "--public-key", str(pub))
+    code, out, err = run_main(capsys, "verify", art, "--report", str(rep), "--signature", str(sig), "--public-key", str(pub))
     assert code == 0 and "report signed with" in out, err
-    assert cli(capsys, "verify", art, "--report", str(rep), "--public-key", str(pub))[0] == 0  # default REPORT.sig
+    assert run_main(capsys, "verify", art, "--report", str(rep), "--public-key", str(pub))[0] == 0  # default REPORT.sig
 
     # the statements' envelopes verify with the same key
     for s in statements:
@@ -416,16 +405,16 @@ def test_a_signed_report_verifies_and_any_edit_breaks_it(runs, keys, capsys):
     edited["digests"] = report_digests(edited)
     forged = rep.with_name("forged.json")
     forged.write_text(json.dumps(edited, indent=1))
-    assert cli(capsys, "report", "validate", "--report", str(forged))[0] == 0
-    assert cli(capsys, "verify", art, "--report", str(forged))[0] == 0
+    assert run_main(capsys, "report", "validate", "--report", str(forged))[0] == 0
+    assert run_main(capsys, "verify", art, "--report", str(forged))[0] == 0
     # ... but it is not what was signed
-    code, _, err = cli(capsys, "verify", art, "--report", str(forged), "--signature", str(sig), "--public-key", str(pub))
+    code, _, err = run_main(capsys, "verify", art, "--report", str(forged), "--signature", str(sig), "--public-key", str(pub))
     assert code == 5 and "signs other bytes than the file" in err, err
 
     # the smallest edit of the signed file breaks it too
     original = rep.read_bytes()
     rep.write_bytes(original.replace(b'"verdict": "pass"', b'"verdict":  "pass"'))
-    code, _, err = cli(capsys, "verify", art, "--report", str(rep), "--public-key", str(pub))
+    code, _, err = run_main(capsys, "verify", art, "--report", str(rep), "--public-key", str(pub))
     assert code == 5 and "integrity error" in err
     rep.write_bytes(original)
 
@@ -435,29 +424,29 @@ def test_bad_or_missing_signatures_are_integrity_errors(runs, keys, capsys, tmp_
     rep = runs["paths"]["passed"]
     art = str(runs["dirs"][CAND])
     # not signed at all
-    code, _, err = cli(capsys, "verify", art, "--report", str(rep), "--public-key", str(pub))
+    code, _, err = run_main(capsys, "verify", art, "--report", str(rep), "--public-key", str(pub))
     assert code == 5 and "not signed" in err
-    assert cli(capsys, "report", "sign", str(rep), "--key", str(priv))[0] == 0
+    assert run_main(capsys, "report", "sign", str(rep), "--key", str(priv))[0] == 0
     sig = rep.with_name("report.json.sig")
     # another key
-    cli(capsys, "report", "keygen", str(tmp_path / "other"))
+    run_main(capsys, "report", "keygen", str(tmp_path / "other"))
     other = tmp_path / "other" / "prunegate-signing-key.pub.pem"
-    code, _, err = cli(capsys, "verify", art, "--report", str(rep), "--public-key", str(other))
+    code, _, err = run_main(capsys, "verify", art, "--report", str(rep), "--public-key", str(other))
     assert code == 5 and "no signature verifies with the public key" in err
     # a forged signature over the same payload
     env = json.loads(sig.read_text())
     env["signatures"][0]["sig"] = base64.b64encode(b"\x00" * 64).decode()
     sig.write_text(json.dumps(env))
-    code, _, err = cli(capsys, "verify", art, "--report", str(rep), "--public-key", str(pub))
+    code, _, err = run_main(capsys, "verify", art, "--report", str(rep), "--public-key", str(pub))
     assert code == 5 and "no signature verifies" in err
     # garbage
     sig.write_text("not json")
-    code, _, err = cli(capsys, "verify", art, "--report", str(rep), "--public-key", str(pub))
+    code, _, err = run_main(capsys, "verify", art, "--report", str(rep), "--public-key", str(pub))
     assert code == 5 and "not a DSSE envelope" in err
     # a signature without a key is a usage error; a key that is not a key is bad input
-    code, _, err = cli(capsys, "verify", art, "--report", str(rep), "--signature", str(sig))
+    code, _, err = run_main(capsys, "verify", art, "--report", str(rep), "--signature", str(sig))
     assert code == 2 and "needs --public-key" in err
-    code, _, err = cli(capsys, "verify", art, "--report", str(rep), "--public-key", str(rep))
+    code, _, err = run_main(capsys, "verify", art, "--report", str(rep), "--public-key", str(rep))
     assert code == 2 and "--public-key" in err and "not a readable PEM public key" in err
 
 
@@ -475,14 +464,14 @@ def test_sign_refuses_an_inconsistent_report_or_a_stale_statement(runs, keys, ca
     rep = copy.deepcopy(runs["failed"])
     rep["verdict"], rep["exit_code"] = "pass", 0
     path = _write(runs["tmp"], rep)
-    code, _, err = cli(capsys, "report", "sign", str(path), "--key", str(priv))
+    code, _, err = run_main(capsys, "report", "sign", str(path), "--key", str(priv))
     assert code == 2 and "inconsistent report" in err and not path.with_name(path.name + ".sig").exists()
     good = runs["paths"]["failed"]
     st = good.with_name("intoto-magnitude_0.5.json")
     statement = json.loads(st.read_text())
     statement["predicate"]["result"] = "PASSED"
     st.write_text(json.dumps(statement))
-    code, _, err = cli(capsys, "report", "sign", str(good), "--key", str(priv))
+    code, _, err = run_main(capsys, "report", "sign", str(good), "--key", str(priv))
     assert code == 2 and "does not match the in-toto statement" in err
     assert not good.with_name("report.json.sig").exists()
 
@@ -493,6 +482,6 @@ def test_openssl_keys_work(runs, tmp_path, capsys):
     subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(priv)], check=True, capture_output=True)
     subprocess.run(["openssl", "pkey", "-in", str(priv), "-pubout", "-out", str(pub)], check=True, capture_output=True)
     rep = runs["paths"]["passed"]
-    assert cli(capsys, "report", "sign", str(rep), "--key", str(priv))[0] == 0
-    code, _, err = cli(capsys, "verify", str(runs["dirs"][CAND]), "--report", str(rep), "--public-key", str(pub))
+    assert run_main(capsys, "report", "sign", str(rep), "--key", str(priv))[0] == 0
+    code, _, err = run_main(capsys, "verify", str(runs["dirs"][CAND]), "--report", str(rep), "--public-key", str(pub))
     assert code == 0, err

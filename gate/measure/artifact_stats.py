@@ -773,21 +773,19 @@ def verify_user_export(onnx_dir: Path, tokenizer, dense_model=None, *, atol: flo
     Raises:
         ValueError: the graph is not a decoder export with a KV cache (:class:`gate.runtime.ort_decoder.OrtDecoder`).
     """
-    from exporters.verify import VERIFY_ATOL, VERIFY_PROMPT, VERIFY_RTOL
+    from exporters.verify import (
+        VERIFY_ATOL,
+        VERIFY_PROMPT,
+        VERIFY_RTOL,
+        prefill_and_cached_logits,
+    )
     from gate.runtime.ort_decoder import OrtDecoder, SessionConfig
 
     atol = VERIFY_ATOL if atol is None else atol
     rtol = VERIFY_RTOL if rtol is None else rtol
     ids = np.asarray(tokenizer(VERIFY_PROMPT, return_tensors="np").input_ids, dtype=np.int64)
     dec = OrtDecoder(_model_path(onnx_dir), session or SessionConfig())
-    full = dec.step(ids)[0][0]
-    split = max(1, ids.shape[1] - 4)
-    parts, cache = dec.step(ids[:, :split])
-    steps = [parts[0]]
-    for t in range(split, ids.shape[1]):
-        out, cache = dec.step(ids[:, t : t + 1], cache)
-        steps.append(out[0])
-    cached = np.concatenate(steps, axis=0)
+    full, cached = prefill_and_cached_logits(dec, ids)
     finite = bool(np.isfinite(full).all() and np.isfinite(cached).all())
     diff = float(np.abs(full - cached).max()) if finite else float("inf")
     tol = atol + rtol * (float(np.abs(full).max()) if finite else 0.0)

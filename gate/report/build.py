@@ -19,6 +19,20 @@ _INDENT = " " * 24
 MDE_WARN = 0.05  # warn when the suite cannot detect a change in SRS of this size (fraction of ambiguous items)
 
 
+def mde_warning(n_pairs: int | None, mde: float | None) -> str | None:
+    """The warning that the suite is too small to see a change in SRS of :data:`MDE_WARN`, or ``None``.
+
+    Args:
+        n_pairs: ambiguous items with a bias target compared with dense (``None``: not compared).
+        mde: the minimum detectable ΔSRS at 80 % power (``paired_vs_baseline.mde.delta_srs``), ``None`` when the
+            suite is too small for the formula.
+    """
+    if n_pairs is None or (mde is not None and mde <= MDE_WARN):
+        return None
+    return (f"with {n_pairs} ambiguous items the suite cannot detect a change in SRS smaller than "
+            f"{fmt_num(mde, '.3f')} (80% power); use a larger --suite-size")
+
+
 def _variant_lines(row: VariantSummary) -> list[str]:
     """The console lines of one summary row: one per group of :data:`gate.report.view.VARIANT_COLUMNS`.
 
@@ -38,9 +52,9 @@ def _variant_lines(row: VariantSummary) -> list[str]:
         lines.append(f"{row.name:<24} {row.role}")
     if row.artifact_dir:
         lines.append(f"{_INDENT} artifact dir {row.artifact_dir} (`prunegate verify --artifact` it)")
-    if row.n_pairs is not None and (row.mde_delta_srs is None or row.mde_delta_srs > MDE_WARN):
-        lines.append(f"{_INDENT} warning: with {row.n_pairs} ambiguous items the suite cannot detect a"
-                     f" change in SRS smaller than {fmt_num(row.mde_delta_srs, '.3f')} (80% power); use a larger --suite-size")
+    warning = mde_warning(row.n_pairs, row.mde_delta_srs)
+    if warning:
+        lines.append(f"{_INDENT} warning: {warning}")
     return lines
 
 

@@ -39,14 +39,19 @@ paired verdict is information: it does not change the exit code.
 from __future__ import annotations
 
 import json
-import math
 import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gate.policy.decision import BLOCKING_SEVERITIES
-from gate.report.view import Interval, fmt_num, normalise_status, variant_by_name
+from gate.report.view import (
+    Interval,
+    finite_number,
+    fmt_num,
+    normalise_status,
+    variant_by_name,
+)
 from gate.runtime.errors import InputError
 
 STATUS_RANK = {"pass": 0, "inconclusive": 1, "fail": 2, "error": 2}
@@ -88,10 +93,10 @@ class CheckDiff:
         def side(c):
             if c is None:
                 return None
-            return {"status": _status(c), **{k: _num(c.get(k)) for k in ("estimate", "ci_low", "ci_high", "confidence", "margin")}}
+            return {"status": _status(c), **{k: finite_number(c.get(k)) for k in ("estimate", "ci_low", "ci_high", "confidence", "margin")}}
         ref = self.new or self.old or {}
         return {"variant": self.variant, "id": self.id, "old": side(self.old), "new": side(self.new),
-                "margin": _num(ref.get("margin")), "direction": ref.get("direction"), "unit": ref.get("unit"),
+                "margin": finite_number(ref.get("margin")), "direction": ref.get("direction"), "unit": ref.get("unit"),
                 "severity": ref.get("severity"), "regressed": self.regressed, "blocking": self.blocking,
                 "reasons": list(self.reasons)}
 
@@ -136,11 +141,6 @@ class ReportDiff:
                 "paired": self.paired, "exit_code": self.exit_code}
 
 
-def _num(x) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def _status(c: dict) -> str:
@@ -233,8 +233,8 @@ def compare_check(variant: str, cid: str, old: dict | None, new: dict | None, fa
     reasons = []
     if so in STATUS_RANK and sn in STATUS_RANK and STATUS_RANK[sn] > STATUS_RANK[so]:
         reasons.append(f"status {so} -> {sn}")
-    margin, direction = _num(new.get("margin")), new.get("direction")
-    eo, en = _num(old.get("estimate")), _num(new.get("estimate"))
+    margin, direction = finite_number(new.get("margin")), new.get("direction")
+    eo, en = finite_number(old.get("estimate")), finite_number(new.get("estimate"))
     if sn not in ("waived", "skipped") and _crossed(direction, margin, eo, en):
         word = "at most" if direction == "at_most" else "at least"
         reasons.append(f"estimate {fmt_num(eo, '.4g')} -> {fmt_num(en, '.4g')} crossed the margin ({word} {fmt_num(margin, '.4g')})")
@@ -337,7 +337,7 @@ def read_predictions(path: Path, variant: dict) -> dict[str, dict]:
                          f"{bbq.get('n_items')}; {fix}")
     for cond in ("ambig", "disambig"):
         recs = [r for r in out.values() if r["context_condition"] == cond]
-        want = _num(bbq.get(f"accuracy_{cond}"))
+        want = finite_number(bbq.get(f"accuracy_{cond}"))
         if recs and want is not None and abs(sum(r["pred_index"] == r["label"] for r in recs) / len(recs) - want) > 1e-9:
             raise InputError(f"predictions {path}: its {cond} accuracy is not the report's accuracy_{cond} for variant "
                              f"{variant.get('name')}: the file belongs to another run; {fix}")
@@ -352,7 +352,7 @@ def _statistics(new: dict) -> tuple[float, int, int]:
     """
     st = (((new.get("config") or {}).get("policy") or {}).get("effective") or {}).get("statistics") or {}
     conf, res, seed = st.get("confidence", 0.95), st.get("resamples", 2000), st.get("seed", 0)
-    if _num(conf) is None or not 0.0 < conf < 1.0 or not _int(res, 1, MAX_RESAMPLES) or not _int(seed, 0, 2**63 - 1):
+    if finite_number(conf) is None or not 0.0 < conf < 1.0 or not _int(res, 1, MAX_RESAMPLES) or not _int(seed, 0, 2**63 - 1):
         raise InputError(f"NEW: config.policy.effective.statistics {json.dumps(st, sort_keys=True)} is not valid "
                          f"(confidence in (0, 1), resamples 1..{MAX_RESAMPLES}, seed >= 0); use a report written by prunegate check")
     return float(conf), int(res), int(seed)
@@ -494,7 +494,7 @@ def _cell(s: object) -> str:
 def _side(c: dict | None) -> tuple[str, str]:
     if c is None:
         return "—", "—"
-    iv = Interval(_num(c.get("estimate")), _num(c.get("ci_low")), _num(c.get("ci_high")))
+    iv = Interval(finite_number(c.get("estimate")), finite_number(c.get("ci_low")), finite_number(c.get("ci_high")))
     return _status(c).upper(), iv.text(".4g")
 
 
@@ -522,7 +522,7 @@ def render_diff_markdown(d: ReportDiff) -> str:
         for c in (c for c in d.checks if c.variant == v):
             (os_, oe), (ns, ne) = _side(c.old), _side(c.new)
             ref = c.new or c.old or {}
-            margin = fmt_num(_num(ref.get("margin")), ".4g")
+            margin = fmt_num(finite_number(ref.get("margin")), ".4g")
             word = {"at_most": "≤ ", "at_least": "≥ "}.get(ref.get("direction"), "")
             if c.regressed:
                 change = ("**regressed**" if c.blocking else "regressed (not blocking)") + ": " + "; ".join(c.reasons)

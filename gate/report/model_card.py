@@ -36,24 +36,24 @@ of the YAML and shown as ``n/a`` in the table, with the reason when the report g
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
 import yaml
 
-from gate.report.view import candidates, off_target_note, phase_stats, variant_by_name
+from gate.report.view import (
+    candidates,
+    finite_number,
+    off_target_note,
+    phase_stats,
+    variant_by_name,
+)
 from gate.runtime.errors import InputError
 
 VALUE_DIGITS = 4
 """Significant digits of the values written to ``model-index`` (the table shows the same rounded values)."""
 
 
-def _num(x) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 def _round(x: float) -> float:
@@ -136,8 +136,8 @@ def _rows_bbq(report: dict, v: dict) -> tuple[dict | None, list[tuple[str, str, 
         ("accuracy, disambiguated contexts", bbq.get("accuracy_disambig"), "fraction of items correct, [0, 1]",
          "accuracy_disambig"),
     ]
-    metrics = [m for label, x, unit, mtype in table if (m := _metric(mtype, _num(x), f"BBQ {label}, {unit}"))]
-    rows = [(f"BBQ {label}", _value_text(_num(x), sign=label.startswith("s_")), unit,
+    metrics = [m for label, x, unit, mtype in table if (m := _metric(mtype, finite_number(x), f"BBQ {label}, {unit}"))]
+    rows = [(f"BBQ {label}", _value_text(finite_number(x), sign=label.startswith("s_")), unit,
              how if i == 0 else "the same items and scoring as BBQ s_AMB above") for i, (label, x, unit, _) in enumerate(table)]
     if not metrics:
         return None, rows
@@ -158,7 +158,7 @@ def _value_text(x: float | None, unit: str = "", sign: bool = False) -> str:
 def _rows_perplexity(report: dict, v: dict) -> tuple[dict | None, list[tuple[str, str, str, str]]]:
     ppl = v.get("perplexity") or {}
     corpus = ppl.get("corpus") or {}
-    value, ratio = _num(ppl.get("value")), _num(ppl.get("ratio_to_dense"))
+    value, ratio = finite_number(ppl.get("value")), finite_number(ppl.get("ratio_to_dense"))
     unit = _one_line(ppl.get("unit") or "perplexity")
     how = "; ".join(_one_line(s) for s in (
         corpus.get("variant") and f"corpus: {corpus['variant']}",
@@ -186,10 +186,10 @@ def _rows_perplexity(report: dict, v: dict) -> tuple[dict | None, list[tuple[str
 
 def _rows_device(report: dict, v: dict) -> tuple[dict | None, list[tuple[str, str, str, str]]]:
     art = v.get("artifact") or {}
-    size = _num(art.get("bytes_total"))
+    size = finite_number(art.get("bytes_total"))
     decode, _ = phase_stats(v.get("bench") or {}, "decode_ms_per_token")
     protocol = (v.get("bench") or {}).get("protocol") or {}
-    p50 = _num(decode.get("p50"))
+    p50 = finite_number(decode.get("p50"))
     device = _device_text(report)
     prof = (report.get("profile") or {}).get("name") or "n/a"
     n_proc = len(decode.get("process_ns") or []) or None
@@ -291,7 +291,7 @@ def render_model_card(report: dict, variant: str | None = None) -> str:
     ]
     lines += [f"| {_cell(a)} | {_cell(b)} | {_cell(c)} | {_cell(d)} |" for a, b, c, d in rows]
     notes = []
-    if _num((v.get("bbq") or {}).get("s_amb")) is None and v.get("bbq"):
+    if finite_number((v.get("bbq") or {}).get("s_amb")) is None and v.get("bbq"):
         notes.append("s_AMB is undefined when every ambiguous answer is UNKNOWN (no non-UNKNOWN answer to score).")
     note = off_target_note(report)
     if note:

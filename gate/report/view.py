@@ -17,6 +17,7 @@ when both are known), then check id and variant for a stable order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -111,6 +112,13 @@ class CheckRow:
 
 def _num(x) -> float | None:
     return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def finite_number(x) -> float | None:
+    """``x`` as a float when it is a finite int or float (not a bool), else ``None``: a number read from an
+    untrusted report (Python's ``json`` also parses ``NaN`` and ``Infinity``)."""
+    x = _num(x)
+    return x if x is not None and math.isfinite(x) else None
 
 
 def check_rows(report: dict) -> list[CheckRow]:
